@@ -1,0 +1,237 @@
+//! The `Layer` trait, its context, and properties.
+//!
+//! A layer is a sans-IO state machine: it reacts to a downcall, an upcall or one of its
+//! timers, and acts only through the [`Ctx`] it is handed (pass events on, set and
+//! cancel timers, read the injected `now`, draw from the seeded generator, bump
+//! counters). It never opens a socket, spawns a thread, sleeps or reads a clock.
+
+use crate::event::{Down, TimerId, Up};
+use crate::member::MemberId;
+use crate::message::Msg;
+use crate::rng::Rng;
+use crate::time::Time;
+use bytes::Bytes;
+use std::collections::VecDeque;
+use std::fmt;
+use std::time::Duration;
+
+/// A property a layer provides above it or requires below it, such as
+/// `reliable-fifo` or `views`. User layers may name their own.
+#[derive(Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Property(pub &'static str);
+
+impl fmt::Display for Property {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.0)
+    }
+}
+
+impl fmt::Debug for Property {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "`{}`", self.0)
+    }
+}
+
+/// The properties the shipped layers speak of.
+pub mod props {
+    use super::Property;
+    /// Messages are delivered once each, in per-sender order, within a view.
+    pub const RELIABLE_FIFO: Property = Property("reliable-fifo");
+    /// Messages of any size (fragmentation and reassembly).
+    pub const LARGE_MESSAGES: Property = Property("large-messages");
+    /// Stability is detected and announced.
+    pub const STABILITY: Property = Property("stability");
+    /// Senders are slowed to what receivers can absorb.
+    pub const FLOW_CONTROL: Property = Property("flow-control");
+    /// Small messages are packed into fewer datagrams.
+    pub const BUNDLING: Property = Property("bundling");
+    /// Failures are suspected (heartbeats, timeouts).
+    pub const SUSPICION: Property = Property("suspicion");
+    /// Agreed views are installed (group membership).
+    pub const VIEWS: Property = Property("views");
+    /// Survivors of a view delivered the same messages in it (flush).
+    pub const VIRTUAL_SYNCHRONY: Property = Property("virtual-synchrony");
+    /// Joiners receive the group state with the view that adds them.
+    pub const STATE_TRANSFER: Property = Property("state-transfer");
+    /// Causal order.
+    pub const CAUSAL: Property = Property("causal");
+    /// One total order of all casts in a view.
+    pub const TOTAL: Property = Property("total");
+    /// Messages are delivered only once every member of the view holds them.
+    pub const SAFE: Property = Property("safe");
+}
+
+/// One layer of a stack. Handlers default to passing events on untouched.
+pub trait Layer: Send + 'static {
+    /// The layer's name, as written in descriptors (lower case).
+    fn name(&self) -> &'static str;
+    /// Properties the layers below must provide.
+    fn requires(&self) -> &[Property] {
+        &[]
+    }
+    /// Properties this layer adds for the layers above.
+    fn provides(&self) -> &[Property] {
+        &[]
+    }
+    /// The most header bytes this layer pushes on one message (headroom).
+    fn header_max(&self) -> usize {
+        0
+    }
+    /// Called once when the stack starts, before any event.
+    fn init(&mut self, _ctx: &mut Ctx) {}
+    /// An event from above.
+    fn down(&mut self, ev: Down, ctx: &mut Ctx) {
+        ctx.down(ev)
+    }
+    /// An event from below.
+    fn up(&mut self, ev: Up, ctx: &mut Ctx) {
+        ctx.up(ev)
+    }
+    /// One of this layer's timers fired.
+    fn timer(&mut self, _id: TimerId, _ctx: &mut Ctx) {}
+}
+
+/// Named counters of one layer (`naks_sent`, `retransmissions`, `buffered_bytes`, ...).
+#[derive(Clone, Debug, Default)]
+pub struct Counters {
+    entries: Vec<(&'static str, u64)>,
+}
+
+impl Counters {
+    #[inline]
+    fn slot(&mut self, name: &'static str) -> &mut u64 {
+        let i = match self.entries.iter().position(|e| std::ptr::eq(e.0, name) || e.0 == name) {
+            Some(i) => i,
+            None => {
+                self.entries.push((name, 0));
+                self.entries.len() - 1
+            }
+        };
+        &mut self.entries[i].1
+    }
+    /// Adds `n` to a counter.
+    #[inline]
+    pub fn add(&mut self, name: &'static str, n: u64) {
+        *self.slot(name) += n;
+    }
+    /// Sets a gauge.
+    #[inline]
+    pub fn set(&mut self, name: &'static str, v: u64) {
+        *self.slot(name) = v;
+    }
+    /// Raises a high-water mark.
+    #[inline]
+    pub fn max(&mut self, name: &'static str, v: u64) {
+        let s = self.slot(name);
+        *s = (*s).max(v);
+    }
+    pub fn get(&self, name: &str) -> u64 {
+        self.entries.iter().find(|e| e.0 == name).map(|e| e.1).unwrap_or(0)
+    }
+    pub fn iter(&self) -> impl Iterator<Item = (&'static str, u64)> + '_ {
+        self.entries.iter().copied()
+    }
+}
+
+/// An event waiting in the driver's queue, addressed to a layer.
+#[derive(Debug)]
+pub(crate) enum Item {
+    Down(usize, Down),
+    Up(usize, Up),
+    Timer(usize, TimerId),
+}
+
+/// What a layer can do: its only window on the world.
+pub struct Ctx<'a> {
+    pub(crate) index: usize,
+    pub(crate) top: usize,
+    pub(crate) now: Time,
+    pub(crate) me: MemberId,
+    pub(crate) headroom: usize,
+    pub(crate) queue: &'a mut VecDeque<Item>,
+    pub(crate) net: &'a mut VecDeque<Down>,
+    pub(crate) app: &'a mut VecDeque<Up>,
+    pub(crate) timers: &'a mut Vec<(TimerId, Time)>,
+    pub(crate) counters: &'a mut Counters,
+    pub(crate) rng: &'a mut Rng,
+}
+
+impl<'a> Ctx<'a> {
+    /// Passes an event to the layer below (or to the transport from the bottom layer).
+    #[inline]
+    pub fn down(&mut self, ev: Down) {
+        if self.index == 0 {
+            self.net.push_back(ev);
+        } else {
+            self.queue.push_back(Item::Down(self.index - 1, ev));
+        }
+    }
+    /// Passes an event to the layer above (or to the application from the top layer).
+    #[inline]
+    pub fn up(&mut self, ev: Up) {
+        if self.index == self.top {
+            self.app.push_back(ev);
+        } else {
+            self.queue.push_back(Item::Up(self.index + 1, ev));
+        }
+    }
+    /// Injected time.
+    #[inline]
+    pub fn now(&self) -> Time {
+        self.now
+    }
+    /// This member.
+    #[inline]
+    pub fn me(&self) -> MemberId {
+        self.me
+    }
+    /// Sets (or moves) timer `id` to fire at `at`.
+    pub fn set_timer(&mut self, id: TimerId, at: Time) {
+        match self.timers.iter_mut().find(|t| t.0 == id) {
+            Some(t) => t.1 = at,
+            None => self.timers.push((id, at)),
+        }
+    }
+    /// Sets (or moves) timer `id` to fire `after` from now.
+    pub fn set_timer_after(&mut self, id: TimerId, after: Duration) {
+        let at = self.now + after;
+        self.set_timer(id, at)
+    }
+    /// Whether timer `id` is set.
+    pub fn timer_is_set(&self, id: TimerId) -> bool {
+        self.timers.iter().any(|t| t.0 == id)
+    }
+    /// Cancels timer `id` (no effect if it is not set).
+    pub fn cancel_timer(&mut self, id: TimerId) {
+        self.timers.retain(|t| t.0 != id);
+    }
+    /// The stack's seeded random generator.
+    pub fn rng(&mut self) -> &mut Rng {
+        self.rng
+    }
+    /// Adds `n` to one of this layer's counters.
+    #[inline]
+    pub fn count(&mut self, name: &'static str, n: u64) {
+        self.counters.add(name, n)
+    }
+    /// Sets one of this layer's gauges (and its `<name>_peak` is not tracked: use
+    /// [`Ctx::peak`] for that).
+    #[inline]
+    pub fn gauge(&mut self, name: &'static str, v: u64) {
+        self.counters.set(name, v)
+    }
+    /// Raises a high-water mark counter.
+    #[inline]
+    pub fn peak(&mut self, name: &'static str, v: u64) {
+        self.counters.max(name, v)
+    }
+    /// Reads one of this layer's counters.
+    pub fn counter(&self, name: &str) -> u64 {
+        self.counters.get(name)
+    }
+    /// A new message for layer-local traffic (acks, naks, gossip) with headroom for
+    /// this layer's header and every header below it.
+    pub fn new_msg(&self, body: Bytes) -> Msg {
+        Msg::new(body, self.headroom)
+    }
+}
