@@ -21,6 +21,7 @@ pub mod stack;
 pub mod testing;
 pub mod time;
 pub mod trace;
+pub mod transport;
 pub mod wire;
 
 pub use bytes::Bytes;
