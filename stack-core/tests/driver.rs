@@ -1,0 +1,209 @@
+//! Driver tests: event order through the queue, timers in virtual time, the static
+//! view, the application header and the trace.
+
+use stack_core::{
+    AppEvent, Bytes, CastError, Ctx, Down, Layer, MemberId, NetOut, Stack, StackConfig, Time,
+    TimerId, TraceWriter, Up,
+};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+type Log = Arc<Mutex<Vec<String>>>;
+
+/// Records every event it sees, then passes it on.
+struct Recorder {
+    name: &'static str,
+    log: Log,
+}
+
+impl Layer for Recorder {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn down(&mut self, ev: Down, ctx: &mut Ctx) {
+        self.log.lock().unwrap().push(format!("{}:down:{}", self.name, ev.kind()));
+        ctx.down(ev)
+    }
+    fn up(&mut self, ev: Up, ctx: &mut Ctx) {
+        self.log.lock().unwrap().push(format!("{}:up:{}", self.name, ev.kind()));
+        ctx.up(ev)
+    }
+}
+
+/// Turns one cast into two (an echo), to show queued events keep their order.
+struct Doubler;
+impl Layer for Doubler {
+    fn name(&self) -> &'static str {
+        "doubler"
+    }
+    fn down(&mut self, ev: Down, ctx: &mut Ctx) {
+        if let Down::Cast(m) = ev {
+            ctx.down(Down::Cast(m.clone()));
+            ctx.count("doubled", 1);
+            ctx.down(Down::Cast(m));
+        } else {
+            ctx.down(ev)
+        }
+    }
+}
+
+/// Emits a point-to-point message to itself when its timer fires.
+struct Alarm {
+    after: Duration,
+}
+impl Layer for Alarm {
+    fn name(&self) -> &'static str {
+        "alarm"
+    }
+    fn init(&mut self, ctx: &mut Ctx) {
+        ctx.set_timer_after(TimerId(3), self.after);
+    }
+    fn timer(&mut self, id: TimerId, ctx: &mut Ctx) {
+        assert_eq!(id, TimerId(3));
+        ctx.count("fired", 1);
+        let me = ctx.me();
+        let m = ctx.new_msg(Bytes::from_static(b"ring"));
+        ctx.down(Down::Send(me, m));
+    }
+}
+
+fn me() -> MemberId {
+    MemberId::new(1, 0)
+}
+
+fn cfg() -> StackConfig {
+    StackConfig { me: me(), seed: 1, members: vec![me(), MemberId::new(2, 0)] }
+}
+
+fn recorders(log: &Log, names: &[&'static str]) -> Vec<Box<dyn Layer>> {
+    names
+        .iter()
+        .map(|&name| Box::new(Recorder { name, log: log.clone() }) as Box<dyn Layer>)
+        .collect()
+}
+
+#[test]
+fn downcalls_run_top_to_bottom_and_upcalls_bottom_to_top() {
+    let log = Log::default();
+    let mut s = Stack::new(recorders(&log, &["a", "b", "c"]), cfg());
+    s.join(Time::ZERO);
+    log.lock().unwrap().clear();
+    s.cast(Time::ZERO, Bytes::from_static(b"hi")).unwrap();
+    let Some(NetOut::Cast(wire)) = (loop {
+        match s.poll_net() {
+            Some(NetOut::View(_)) => continue,
+            other => break other,
+        }
+    }) else {
+        panic!("no cast reached the transport")
+    };
+    s.receive(Time::ZERO, me(), true, wire.to_bytes());
+    assert_eq!(
+        *log.lock().unwrap(),
+        ["c:down:cast", "b:down:cast", "a:down:cast", "a:up:cast", "b:up:cast", "c:up:cast"]
+    );
+    let evs: Vec<_> = std::iter::from_fn(|| s.poll_event()).collect();
+    assert!(matches!(evs[0], AppEvent::View(ref v) if v.id == 1 && v.len() == 2));
+    assert_eq!(
+        evs[1],
+        AppEvent::Deliver { from: me(), seq: 1, payload: Bytes::from_static(b"hi") }
+    );
+}
+
+#[test]
+fn events_emitted_by_one_layer_keep_their_order() {
+    let log = Log::default();
+    let mut layers = recorders(&log, &["bottom"]);
+    layers.push(Box::new(Doubler));
+    let mut s = Stack::new(layers, cfg());
+    s.join(Time::ZERO);
+    while s.poll_net().is_some() {}
+    s.cast(Time::ZERO, Bytes::from_static(b"1")).unwrap();
+    s.cast(Time::ZERO, Bytes::from_static(b"2")).unwrap();
+    let bodies: Vec<Bytes> = std::iter::from_fn(|| s.poll_net())
+        .map(|o| match o {
+            NetOut::Cast(m) => m.to_bytes(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    // Each payload follows its one-byte cast number.
+    assert_eq!(bodies, [&b"\x011"[..], b"\x011", b"\x022", b"\x022"]);
+    assert_eq!(s.counter("doubler", "doubled"), 2);
+}
+
+#[test]
+fn timers_fire_in_virtual_time_not_before() {
+    let mut s = Stack::new(vec![Box::new(Alarm { after: Duration::from_millis(5) })], cfg());
+    s.join(Time::from_millis(10));
+    assert_eq!(s.next_timeout(), Some(Time::from_millis(15)));
+    s.handle_timeout(Time::from_millis(14));
+    assert_eq!(s.counter("alarm", "fired"), 0);
+    assert!(std::iter::from_fn(|| s.poll_net()).all(|o| matches!(o, NetOut::View(_))));
+    s.handle_timeout(Time::from_millis(15));
+    assert_eq!(s.counter("alarm", "fired"), 1);
+    assert!(matches!(s.poll_net(), Some(NetOut::Send(d, _)) if d == me()));
+    assert_eq!(s.next_timeout(), None);
+}
+
+#[test]
+fn casts_are_refused_before_join_and_numbered_after() {
+    let mut s = Stack::new(vec![], cfg());
+    assert_eq!(s.cast(Time::ZERO, Bytes::new()), Err(CastError::NotJoined));
+    s.join(Time::ZERO);
+    assert_eq!(s.cast(Time::ZERO, Bytes::new()), Ok(1));
+    assert_eq!(s.cast(Time::ZERO, Bytes::new()), Ok(2));
+    s.block_ok(Time::ZERO);
+    assert_eq!(s.cast(Time::ZERO, Bytes::new()), Err(CastError::Blocked));
+}
+
+#[test]
+fn malformed_application_header_is_dropped_and_counted() {
+    let mut s = Stack::new(vec![], cfg());
+    s.join(Time::ZERO);
+    while s.poll_event().is_some() {}
+    s.receive(Time::ZERO, MemberId::new(2, 0), true, Bytes::from_static(&[0xff; 11]));
+    assert_eq!(s.poll_event(), None);
+    assert!(s.counters().contains(&("stack", "malformed_dropped", 1)));
+}
+
+#[derive(Clone, Default)]
+struct Shared(Arc<Mutex<Vec<u8>>>);
+impl std::io::Write for Shared {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(b);
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[test]
+fn trace_has_the_fields_checkers_rely_on() {
+    let buf = Shared::default();
+    let mut s = Stack::new(vec![], cfg());
+    s.set_trace(TraceWriter::new(me(), Box::new(buf.clone())));
+    s.join(Time::from_millis(1));
+    s.cast(Time::from_millis(2), Bytes::from_static(b"x")).unwrap();
+    let Some(NetOut::Cast(m)) =
+        std::iter::from_fn(|| s.poll_net()).find(|o| matches!(o, NetOut::Cast(_)))
+    else {
+        panic!("no cast")
+    };
+    s.receive(Time::from_millis(3), me(), true, m.to_bytes());
+    s.end_trace();
+    let text = String::from_utf8(buf.0.lock().unwrap().clone()).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    assert_eq!(
+        lines,
+        [
+            r#"{"m":"m1.0","t":1000,"ev":"view","view":1,"members":["m1.0","m2.0"],"reason":"initial"}"#,
+            r#"{"m":"m1.0","t":2000,"ev":"send","id":"m1.0#1","view":1}"#,
+            r#"{"m":"m1.0","t":3000,"ev":"deliver","id":"m1.0#1","view":1}"#,
+            r#"{"m":"m1.0","t":3000,"ev":"end"}"#,
+        ]
+    );
+    for l in lines {
+        serde_json::from_str::<serde_json::Value>(l).expect("valid JSON");
+    }
+}
