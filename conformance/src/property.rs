@@ -12,27 +12,27 @@ use crate::trace::ViewId;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Property {
-    /// See [`crate::checks::integrity`].
+    /// See [`crate::checks::integrity()`].
     Integrity,
-    /// See [`crate::checks::fifo`].
+    /// See [`crate::checks::fifo()`].
     Fifo,
-    /// See [`crate::checks::causal`].
+    /// See [`crate::checks::causal()`].
     Causal,
-    /// See [`crate::checks::total`].
+    /// See [`crate::checks::total()`].
     Total,
-    /// See [`crate::checks::view_agreement`].
+    /// See [`crate::checks::view_agreement()`].
     ViewAgreement,
-    /// See [`crate::checks::view_order`].
+    /// See [`crate::checks::view_order()`].
     ViewOrder,
-    /// See [`crate::checks::same_view`].
+    /// See [`crate::checks::same_view()`].
     SameView,
-    /// See [`crate::checks::virtual_synchrony`].
+    /// See [`crate::checks::virtual_synchrony()`].
     VirtualSynchrony,
-    /// See [`crate::checks::self_delivery`].
+    /// See [`crate::checks::self_delivery()`].
     SelfDelivery,
-    /// See [`crate::checks::primary_partition`].
+    /// See [`crate::checks::primary_partition()`].
     PrimaryPartition,
-    /// See [`crate::checks::liveness`].
+    /// See [`crate::checks::liveness()`].
     Liveness,
 }
 

@@ -27,7 +27,7 @@ use crate::trace::{parse_msg_id, EventKind, MemberTrace, Traces, ViewId};
 /// Violation: members `[r, sender of m1, sender of m2]`, messages
 /// `[m1, m2]` where `r` delivered `m2` before `m1` although `m1 -> m2`,
 /// views: delivery views of `m2` and `m1` at `r`. Repeated deliveries are
-/// left to [`crate::checks::integrity`]. Each delivery of a well-formed id
+/// left to [`crate::checks::integrity()`]. Each delivery of a well-formed id
 /// counts as one checked item.
 pub fn causal(traces: &Traces) -> Vec<Violation> {
     run(traces).violations

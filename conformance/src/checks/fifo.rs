@@ -21,7 +21,7 @@ use crate::trace::{parse_msg_id, EventKind, Traces, ViewId};
 ///   delivered late is therefore reported both as a gap (when the message
 ///   after it arrives) and as out of order (when it arrives).
 ///
-/// Malformed ids are left to [`crate::checks::integrity`]. Each delivery of a
+/// Malformed ids are left to [`crate::checks::integrity()`]. Each delivery of a
 /// well-formed id counts as one checked item.
 pub fn fifo(traces: &Traces) -> Vec<Violation> {
     run(traces).violations

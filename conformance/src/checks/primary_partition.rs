@@ -13,7 +13,7 @@ use crate::trace::{Traces, ViewId};
 ///
 /// The member list of a view is taken from its first installation (members
 /// by name, then trace order); disagreements are reported by
-/// [`crate::checks::view_agreement`]. Violation: members: the new view's
+/// [`crate::checks::view_agreement()`]. Violation: members: the new view's
 /// members as listed, views `[previous, new]`. Each view after the first
 /// counts as one checked item.
 pub fn primary_partition(traces: &Traces) -> Vec<Violation> {

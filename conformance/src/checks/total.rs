@@ -9,7 +9,7 @@ use crate::trace::{EventKind, Traces, ViewId};
 /// Checks **total** order: for any two members `p` and `q` (`p < q` by
 /// name), the messages both delivered are delivered in the same relative
 /// order. Only the first delivery of an id counts (repeats are left to
-/// [`crate::checks::integrity`]).
+/// [`crate::checks::integrity()`]).
 ///
 /// For each pair, `p`'s deliveries are mapped to their positions in `q`'s
 /// order; the first position below the highest one seen so far gives the

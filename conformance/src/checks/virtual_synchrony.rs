@@ -12,7 +12,7 @@ use crate::trace::{EventKind, Traces, ViewId};
 ///
 /// "Delivered in `v`" means delivered between installing `v` and installing
 /// `w` (the installed view, not the `view` field, decides; see
-/// [`crate::checks::same_view`] for the field). For each group of members
+/// [`crate::checks::same_view()`] for the field). For each group of members
 /// sharing a transition `v -> w`, every member missing some message another
 /// member of the group delivered in `v` gets one violation: members `[m,
 /// then the group members that delivered any of the missing messages]`,
