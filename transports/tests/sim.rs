@@ -102,7 +102,10 @@ fn total_loss_delivers_nothing() {
     let mut c = cfg(4, 3, Workload::every(10, 16, 500));
     c.net.loss = 1.0;
     let mut sim = Sim::new(c.clone(), bare());
-    sim.run_until_quiet();
+    // No one hears the others and nothing is left to happen: the run ends idle, not
+    // with everything delivered.
+    let stop = sim.run_until_quiet();
+    sim_assert!(sim, stop == StopReason::Idle);
     for m in 0..3 {
         let me = sim.member(m).unwrap().to_string();
         for from in (0..3).filter(|&f| f != m) {
@@ -357,6 +360,24 @@ fn timers_fire_in_virtual_time() {
     assert!(sim.events() < 100, "{} events", sim.events());
 }
 
+#[test]
+fn run_with_periodic_timers_settles_when_nothing_more_is_delivered() {
+    let mut c = cfg(18, 3, Workload::every(10, 16, 1000));
+    c.net.loss = 0.5;
+    c.settle_ms = 200;
+    let f: StackFactory = Box::new(|c| {
+        let l = Ticker { period: Duration::from_millis(10), times: u64::MAX, fired: 0 };
+        Stack::new(vec![Box::new(l)], c)
+    });
+    let mut sim = Sim::new(c, f);
+    let stop = sim.run_until_quiet();
+    let r = sim.report();
+    sim_assert!(sim, stop == StopReason::Settled && r.sent == 30 && r.delivered < 90);
+    // The last cast leaves by ~11 ms and arrives by ~13 ms; then 200 ms of silence.
+    sim_assert!(sim, (200..=215).contains(&r.virtual_ms), "{}", r.virtual_ms);
+    sim_assert!(sim, r.counter("ticker.fired") >= 3 * 20);
+}
+
 /// Closes the flow window after every 3 casts and reopens it 5 ms later; blocks the
 /// view once at 20 ms and installs view 2 when the application answers. Counts the
 /// answers it gets.
@@ -425,4 +446,91 @@ fn workload_waits_out_closed_windows_and_blocks_and_drops_nothing() {
     // Flooding 30 casts at 3 per 5 ms window takes ~45 virtual ms.
     sim_assert!(sim, r.virtual_ms >= 45, "{}", r.virtual_ms);
     assert_eq!(r.views["m0.0"].0, 2);
+}
+
+/// Answers `Leave` with `Exit`; member `m1.0` is excluded (`Exit`) at 10 ms; at 30 ms
+/// every member sends one datagram to `m1.0`.
+struct Exiter;
+
+impl Layer for Exiter {
+    fn name(&self) -> &'static str {
+        "exiter"
+    }
+    fn init(&mut self, ctx: &mut Ctx) {
+        if ctx.me() == MemberId::new(1, 0) {
+            ctx.set_timer_after(TimerId(0), Duration::from_millis(10));
+        }
+        ctx.set_timer_after(TimerId(1), Duration::from_millis(30));
+    }
+    fn timer(&mut self, id: TimerId, ctx: &mut Ctx) {
+        match id {
+            TimerId(0) => ctx.up(Up::Exit),
+            _ => {
+                let m = ctx.new_msg(Bytes::from_static(b"to the old incarnation"));
+                ctx.down(Down::Send(MemberId::new(1, 0), m));
+            }
+        }
+    }
+    fn down(&mut self, ev: Down, ctx: &mut Ctx) {
+        match ev {
+            Down::Leave => ctx.up(Up::Exit),
+            ev => ctx.down(ev),
+        }
+    }
+    fn up(&mut self, ev: Up, ctx: &mut Ctx) {
+        if let Up::Send(..) = ev {
+            ctx.count("sends_received", 1);
+        }
+        ctx.up(ev)
+    }
+}
+
+#[test]
+fn excluded_member_rejoins_as_new_incarnation_and_leaver_stays_out() {
+    let mut c = cfg(16, 3, Workload::none());
+    c.rejoin_ms = 5;
+    let f: StackFactory = Box::new(|c| Stack::new(vec![Box::new(Exiter)], c));
+    let mut sim = Sim::new(c, f);
+    sim.schedule_ms(12, Action::Leave(2));
+    sim.run_until(Time::from_millis(100));
+    let r = sim.report();
+    // m1.0 was excluded at 10 ms and came back as m1.1 at 15 ms.
+    sim_assert!(sim, sim.member(1) == Some(MemberId::new(1, 1)) && sim.is_live(1));
+    // m2.0 left cleanly and is not restarted.
+    sim_assert!(sim, sim.member(2) == Some(MemberId::new(2, 0)) && !sim.is_live(2));
+    // Sends to m1.0 reach node 1, which runs m1.1 by then: dropped as stale (from
+    // m0.0 at 30 ms and from m1.1, started at 15 ms, at 45 ms; m2.0 has left).
+    sim_assert!(sim, r.net.dropped_stale_dest == 2 && r.counter("exiter.sends_received") == 0);
+    assert!(!trace_of(&sim, "m1.0").contains("\"ev\":\"end\""));
+    assert_eq!(r.views.keys().cloned().collect::<Vec<_>>(), ["m0.0", "m1.1"]);
+}
+
+/// Reports a per-member `queue_peak` and `buffered_bytes` of `10 * (node + 1)`.
+struct Gauges;
+
+impl Layer for Gauges {
+    fn name(&self) -> &'static str {
+        "gauges"
+    }
+    fn init(&mut self, ctx: &mut Ctx) {
+        let v = 10 * (ctx.me().node() as u64 + 1);
+        ctx.peak("queue_peak", v);
+        ctx.gauge("buffered_bytes", v);
+        ctx.count("inits", 1);
+    }
+}
+
+#[test]
+fn report_sums_counters_and_takes_the_max_of_peaks() {
+    let f: StackFactory = Box::new(|c| Stack::new(vec![Box::new(Gauges)], c));
+    let mut sim = Sim::new(cfg(17, 3, Workload::none()), f);
+    sim.schedule_ms(1, Action::Crash(2));
+    sim.run_until_quiet();
+    let r = sim.report();
+    // The crashed member's counters are kept as they were when it crashed.
+    assert_eq!(r.counter("gauges.inits"), 3);
+    assert_eq!(r.counter("gauges.buffered_bytes"), 10 + 20 + 30);
+    assert_eq!(r.peaks["gauges.queue_peak"], 30);
+    assert_eq!(r.peaks["gauges.buffered_bytes"], 30);
+    assert!(!r.peaks.contains_key("gauges.inits"));
 }

@@ -56,6 +56,13 @@ impl NetConfig {
     pub fn perfect() -> Self {
         Self::default()
     }
+    /// The link a descriptor's `transport: Sim(...)` names; unset fields keep defaults.
+    pub fn from_spec(spec: &stack_core::transport::SimSpec) -> Self {
+        let d = Self::default();
+        let min_delay_us = spec.min_delay_us.unwrap_or(d.min_delay_us);
+        let max_delay_us = spec.max_delay_us.unwrap_or(d.max_delay_us).max(min_delay_us);
+        NetConfig { min_delay_us, max_delay_us, ..d }
+    }
     /// A lossy network: `loss`, duplication and reordering.
     pub fn lossy(loss: f64, duplicate: f64, reorder: f64) -> Self {
         NetConfig { loss, duplicate, reorder, ..Self::default() }
@@ -178,6 +185,15 @@ mod tests {
         assert!(p.is_cut(1, 2));
         p.heal_all();
         assert!(p.is_empty());
+    }
+
+    #[test]
+    fn spec_sets_the_delay_range() {
+        let spec = stack_core::transport::SimSpec { min_delay_us: Some(5), max_delay_us: None };
+        let c = NetConfig::from_spec(&spec);
+        assert_eq!((c.min_delay_us, c.max_delay_us), (5, 2000));
+        let spec = stack_core::transport::SimSpec { min_delay_us: Some(50), max_delay_us: Some(7) };
+        assert_eq!(NetConfig::from_spec(&spec).max_delay_us, 50);
     }
 
     #[test]

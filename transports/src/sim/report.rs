@@ -12,7 +12,7 @@ pub enum StopReason {
     AllDelivered,
     /// Workloads done and no delivery, view or cast for the settle period.
     Settled,
-    /// The virtual deadline passed.
+    /// The virtual deadline (or the time given to `run_until`) passed.
     Deadline,
     /// The event-count cap was reached.
     EventCap,
