@@ -534,3 +534,37 @@ fn report_sums_counters_and_takes_the_max_of_peaks() {
     assert_eq!(r.peaks["gauges.buffered_bytes"], 30);
     assert!(!r.peaks.contains_key("gauges.inits"));
 }
+
+#[test]
+fn a_sim_can_run_on_another_thread() {
+    fn is_send<T: Send>(_: &T) {}
+    let sim = Sim::new(cfg(19, 2, Workload::every(2, 16, 500)), bare());
+    is_send(&sim);
+    let r = std::thread::spawn(move || {
+        let mut sim = sim;
+        sim.run_until_quiet();
+        sim.report().delivered
+    });
+    assert_eq!(r.join().unwrap(), 8);
+}
+
+/// Not a check: prints how fast the simulator runs (`--ignored --nocapture`).
+#[test]
+#[ignore]
+fn speed() {
+    let mut c = cfg(20, 10, Workload::flood(1000, 64));
+    c.net = NetConfig::lossy(0.01, 0.01, 0.05);
+    c.max_events = 10_000_000;
+    let mut sim = Sim::new(c, bare());
+    let t = std::time::Instant::now();
+    sim.run_until_quiet();
+    let dt = t.elapsed();
+    let r = sim.report();
+    println!(
+        "{} events, {} deliveries in {:?}: {:.0} events/s",
+        r.events,
+        r.delivered,
+        dt,
+        r.events as f64 / dt.as_secs_f64()
+    );
+}

@@ -62,9 +62,9 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 /// Builds a member's stack from its configuration (`me`, seed, static members).
-pub type StackFactory = Box<dyn FnMut(StackConfig) -> Stack>;
+pub type StackFactory = Box<dyn FnMut(StackConfig) -> Stack + Send>;
 /// Builds a member's application.
-pub type AppFactory = Box<dyn FnMut(MemberId) -> Box<dyn App>>;
+pub type AppFactory = Box<dyn FnMut(MemberId) -> Box<dyn App> + Send>;
 
 /// Everything a run depends on besides the stack factory.
 #[derive(Clone, Debug)]
