@@ -61,10 +61,7 @@ fn same_seed_same_traces_other_seed_other_faults() {
     let (ra, rb) = (a.report(), b.report());
     sim_assert!(a, ra.net.dropped_loss > 0 && ra.net.duplicated > 0 && ra.net.reordered > 0);
     sim_assert!(a, ra.net.dropped_partition > 0 && ra.net.dropped_down > 0);
-    sim_assert!(
-        a,
-        ra.per_member.contains_key("m0.1") || ra.per_member.keys().any(|m| m.ends_with(".1"))
-    );
+    sim_assert!(a, ra.per_member.keys().any(|m| m.ends_with(".1")));
     sim_assert!(a, a.trace_hash() == b.trace_hash(), "hash differs across replays: {rb}");
     assert_eq!(a.traces(), b.traces());
     assert_eq!(ra.to_string(), rb.to_string());

@@ -658,7 +658,8 @@ impl Sim {
         None
     }
 
-    /// Writes the `end` line of every live member's trace (once).
+    /// Writes the `end` line of every live member's trace (once). Call it when the run
+    /// is over: stepping further would write lines after the `end` lines.
     pub fn finish(&mut self) {
         if self.finished {
             return;
