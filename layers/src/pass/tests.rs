@@ -55,7 +55,7 @@ fn a_stack_of_pass_layers_adds_no_bytes() {
         // And it is delivered back up through the same layers.
         s.receive(Time(2), me, true, bytes.clone());
         let delivered = std::iter::from_fn(|| s.poll_event())
-            .any(|e| matches!(e, AppEvent::Deliver { payload, .. } if payload == &b"hello"[..]));
+            .any(|e| matches!(e, AppEvent::Deliver { payload, .. } if payload == b"hello"[..]));
         assert!(delivered, "{layers} pass layers delivered the cast");
         bytes
     };
