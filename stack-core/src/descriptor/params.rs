@@ -1,5 +1,8 @@
 //! Parameters of one layer or transport: `(mtu: 1400)` deserialized with RON, and
 //! RON's errors turned into messages that name the parameter, at its position.
+//!
+//! Optional parameters may be written plainly (`min_delay_us: 10`) or as
+//! `Some(10)`: RON's `implicit_some` extension is on.
 
 use super::scan::{self, Lines, Tok};
 use serde::de::DeserializeOwned;
@@ -45,7 +48,9 @@ fn shortened(value: &str) -> String {
 /// Deserializes `text` (a parenthesised parameter list) as `T`; `owner` names what the
 /// parameters belong to in messages (`Frag`, `Udp`).
 pub fn from_params<T: DeserializeOwned>(text: &str, owner: &str) -> Result<T, ParamError> {
-    let err = match ron::from_str::<T>(text) {
+    let ron =
+        ron::Options::default().with_default_extension(ron::extensions::Extensions::IMPLICIT_SOME);
+    let err = match ron.from_str::<T>(text) {
         Ok(v) => return Ok(v),
         Err(e) => e,
     };
@@ -132,6 +137,18 @@ mod tests {
         assert_eq!(from_params::<P>("()", "X").unwrap(), P::default());
         assert_eq!(from_params::<P>("(mtu: 9, on: true)", "X").unwrap(), P { mtu: 9, on: true });
         assert_eq!(from_params::<()>("()", "X").unwrap(), ());
+    }
+
+    #[test]
+    fn optional_parameters_need_no_some() {
+        #[derive(Debug, Default, Deserialize, PartialEq)]
+        #[serde(deny_unknown_fields, default)]
+        struct O {
+            delay: Option<u32>,
+        }
+        assert_eq!(from_params::<O>("(delay: 5)", "X").unwrap(), O { delay: Some(5) });
+        assert_eq!(from_params::<O>("(delay: Some(5))", "X").unwrap(), O { delay: Some(5) });
+        assert_eq!(from_params::<O>("()", "X").unwrap(), O { delay: None });
     }
 
     #[test]
