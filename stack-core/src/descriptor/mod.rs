@@ -180,6 +180,10 @@ impl<'a> Parser<'a> {
             self.error(self.text.len(), "empty descriptor: expected `Stack( ... )`");
             return None;
         };
+        if self.slice(first.start..first.end).starts_with('#') {
+            self.error(first.start, "RON attributes (`#![...]`) are not supported in descriptors");
+            return None;
+        }
         let mut i = 0;
         if first.kind == Tok::Ident {
             let name = self.slice(first.start..first.end);

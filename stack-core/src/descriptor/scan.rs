@@ -349,7 +349,7 @@ pub(crate) fn call(toks: &[Token], at: usize, end: usize, what: &str) -> Result<
         return Err(ScanError::new(offset(at), format!("expected {what}")));
     }
     if i < end {
-        return Err(ScanError::new(offset(i), format!("unexpected text in {what}")));
+        return Err(ScanError::new(offset(i), "expected `,` before this"));
     }
     Ok(Call { name, parens, open })
 }
@@ -370,8 +370,14 @@ pub(crate) fn fields(toks: &[Token], open: usize) -> Result<Vec<Field>, ScanErro
         let first = i + 2;
         let mut j = first;
         while j < close && toks[j].kind != Tok::Comma {
-            if let Tok::Open(_) = toks[j].kind {
-                j = matching(toks, j);
+            match toks[j].kind {
+                Tok::Open(_) => j = matching(toks, j),
+                // `a: 1 b: 2`: the next field began without a comma.
+                Tok::Colon if j > first + 1 && toks[j - 1].kind == Tok::Ident => {
+                    let next = toks[j - 1];
+                    return Err(ScanError::new(next.start, "expected `,` before this field"));
+                }
+                _ => {}
             }
             j += 1;
         }
@@ -458,6 +464,11 @@ mod tests {
         assert_eq!(&text[f[1].value.clone()], "X(c: 3)");
         let e = entries(&toks, f[0].toks.start).unwrap();
         assert_eq!(e.len(), 2);
+        let toks = tokenize("(a: 1\n b: 2)").unwrap();
+        assert_eq!(
+            fields(&toks, 0).unwrap_err(),
+            ScanError::new(7, "expected `,` before this field")
+        );
     }
 
     #[test]

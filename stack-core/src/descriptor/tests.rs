@@ -192,8 +192,12 @@ fn text_that_is_not_ron_is_reported_where_it_breaks() {
     assert_eq!(errors(&text), vec!["t.ron:4:46: not RON: string is never closed"]);
     assert_eq!(errors("")[0], "t.ron:1:1: empty descriptor: expected `Stack( ... )`");
     assert_eq!(errors("Stack [")[0], "t.ron:1:7: not RON: `[` is never closed");
+    assert_eq!(
+        errors("\n#![enable(implicit_some)]\nStack()")[0],
+        "t.ron:2:1: RON attributes (`#![...]`) are not supported in descriptors"
+    );
     let text = GOOD.replace("Frag(mtu: 1200),", "Frag(mtu: 1200) Frag(),");
-    assert_eq!(errors(&text), vec!["t.ron:7:25: unexpected text in a layer such as `Pass()`"]);
+    assert_eq!(errors(&text), vec!["t.ron:7:25: expected `,` before this"]);
 }
 
 #[test]
