@@ -1,1 +1,2 @@
 //! Layers.
+pub mod frag;
