@@ -1,2 +1,3 @@
 //! Layers.
+pub mod bundle;
 pub mod frag;
