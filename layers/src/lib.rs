@@ -1,3 +1,4 @@
 //! Layers.
 pub mod bundle;
+pub mod flow;
 pub mod frag;
