@@ -3,6 +3,9 @@
 //! [`registry`] returns a [`Registry`] holding every built-in layer under its
 //! descriptor name.
 
+pub mod bundle;
+pub mod flow;
+pub mod frag;
 pub mod pass;
 
 use stack_core::registry::Registry;
@@ -12,6 +15,9 @@ use stack_core::registry::Registry;
 pub fn registry() -> Registry {
     let mut r = Registry::new();
     r.register("Pass", pass::Pass::new);
+    r.register("Bundle", bundle::Bundle::new);
+    r.register("Frag", frag::Frag::new);
+    r.register("Flow", flow::Flow::new);
     r
 }
 
