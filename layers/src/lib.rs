@@ -1,1 +1,4 @@
 //! Layers.
+
+pub mod nak;
+pub mod stable;
