@@ -12,13 +12,14 @@
 //! the application).
 //!
 //! Gossip is piggybacked on an outgoing cast when this member's vector changed since
-//! it was last sent and fits in `piggyback_bytes`; otherwise a standalone `Gossip`
-//! is multicast on the `period_ms` timer. On each tick a vector is sent only if it
-//! changed, if some member asked (below), or if this member still waits for
-//! stability and sent nothing for a whole period. A member waiting for stability sets
-//! the `need` flag, which makes members that went quiet repeat their vectors once: if
-//! a vector was lost, the waiting member still learns it. Once every member's vector
-//! equals the stability vector nobody sends anything: an idle group is quiet.
+//! it was last sent and fits in `piggyback_bytes`. Otherwise, on the `period_ms`
+//! timer, the changed vector goes to each other member of the view as a standalone
+//! `Gossip` **point-to-point** message. Standalone gossip must not be a cast: the
+//! reliable layer numbers casts, so a gossip cast would itself be a new unstable
+//! message whose receipt needs more gossip, and the group would never go quiet.
+//! Point-to-point streams are reliable too but are not counted in `Progress`. Since
+//! every vector travels reliably, a vector is sent once per change and an idle group,
+//! whose vectors no longer change, is quiet.
 //!
 //! Counts are the reliable layer's sequence numbers carried in `Progress`, never
 //! counts of messages seen here, so fragmentation between the two layers is harmless.
@@ -35,8 +36,9 @@
 //!
 //! # Events generated
 //!
-//! Down: `Cast` (data with a `Data`/`DataVec` header, standalone `Gossip`), `View` and
-//! `Send` passed on, `Stable`. Up: `Cast`, `Stable`, and `Progress`/`View` passed on.
+//! Down: `Cast` (with a `Data` or `DataVec` header), `Send` (application sends with a
+//! `Data` header, standalone `Gossip`), `View` passed on, `Stable`. Up: `Cast`,
+//! `Send`, `Stable`, and `Progress`/`View` passed on.
 //! Counters: `gossip_sent`, `piggybacked`, `stable_advanced`, `malformed_dropped`,
 //! `foreign_dropped`.
 //!
@@ -52,7 +54,7 @@ mod wire;
 pub use wire::{Counts, StableHdr, Vector, MAX_MEMBERS};
 
 use serde::Deserialize;
-use stack_core::{props, Ctx, Down, Layer, MemberId, Msg, Property, SeqVector, Time, TimerId, Up};
+use stack_core::{props, Ctx, Down, Layer, MemberId, Msg, Property, SeqVector, TimerId, Up};
 use std::time::Duration;
 
 /// Parameters of the `stable` layer.
@@ -86,21 +88,14 @@ struct ViewState {
     stable: Counts,
     /// This member's vector changed since it was last sent.
     dirty: bool,
-    /// Some member asked for vectors to be repeated.
-    reply: bool,
-    last_sent: Option<Time>,
 }
 
 impl ViewState {
     fn mine(&self) -> Option<&Counts> {
         self.me.map(|i| &self.seen[i])
     }
-    /// This member holds casts not yet known to be stable.
-    fn unstable(&self) -> bool {
-        self.mine().is_some_and(|m| *m != self.stable)
-    }
     fn vector(&self) -> Option<Vector> {
-        Some(Vector { view: self.id, need: self.unstable(), counts: self.mine()?.clone() })
+        Some(Vector { view: self.id, counts: self.mine()?.clone() })
     }
     fn seq_vector(&self) -> SeqVector {
         let entries = self.members.iter().copied().zip(self.stable.iter().copied()).collect();
@@ -190,33 +185,19 @@ impl Stable {
         if Self::merge(&mut vs.seen[r], v.counts.iter().copied()) {
             Self::recompute(vs, ctx);
         }
-        if v.need {
-            vs.reply = true;
-        }
-        if vs.reply || vs.unstable() {
-            self.arm(ctx);
-        }
     }
 
+    /// Sends a changed vector that no cast carried, to each other member.
     fn on_timer(&mut self, ctx: &mut Ctx) {
-        let Some(vs) = self.view.as_mut() else { return };
-        let now = ctx.now();
-        let period = Duration::from_millis(self.p.period_ms);
-        let quiet_for_period = vs.last_sent.is_none_or(|t| now.since(t) >= period);
-        let unstable = vs.unstable();
-        if vs.dirty || vs.reply || (unstable && quiet_for_period) {
-            if let Some(v) = vs.vector() {
-                let mut m = ctx.new_msg(stack_core::Bytes::new());
-                m.push(&StableHdr::Gossip(v));
-                ctx.down(Down::Cast(m));
-                ctx.count("gossip_sent", 1);
-                vs.last_sent = Some(now);
-            }
-            vs.dirty = false;
-            vs.reply = false;
-        }
-        if unstable {
-            ctx.set_timer_after(TIMER_GOSSIP, period);
+        let Some(vs) = self.view.as_mut().filter(|v| v.dirty) else { return };
+        let Some(v) = vs.vector() else { return };
+        vs.dirty = false;
+        let me = ctx.me();
+        for &m in vs.members.iter().filter(|&&m| m != me) {
+            let mut msg = ctx.new_msg(stack_core::Bytes::new());
+            msg.push(&StableHdr::Gossip(v.clone()));
+            ctx.down(Down::Send(m, msg));
+            ctx.count("gossip_sent", 1);
         }
     }
 
@@ -225,7 +206,6 @@ impl Stable {
             if let Some(v) = vs.vector().filter(|v| v.encoded_len() <= self.p.piggyback_bytes) {
                 msg.push(&StableHdr::DataVec(v));
                 vs.dirty = false;
-                vs.last_sent = Some(ctx.now());
                 ctx.count("piggybacked", 1);
                 ctx.down(Down::Cast(msg));
                 return;
@@ -235,13 +215,14 @@ impl Stable {
         ctx.down(Down::Cast(msg));
     }
 
-    fn cast_up(&mut self, from: MemberId, mut msg: Msg, ctx: &mut Ctx) {
+    fn msg_up(&mut self, from: MemberId, cast: bool, mut msg: Msg, ctx: &mut Ctx) {
+        let up = |m| if cast { Up::Cast(from, m) } else { Up::Send(from, m) };
         match msg.pop::<StableHdr>() {
             Err(_) => ctx.count("malformed_dropped", 1),
-            Ok(StableHdr::Data) => ctx.up(Up::Cast(from, msg)),
+            Ok(StableHdr::Data) => ctx.up(up(msg)),
             Ok(StableHdr::DataVec(v)) => {
                 self.absorb(from, v, ctx);
-                ctx.up(Up::Cast(from, msg));
+                ctx.up(up(msg));
             }
             Ok(StableHdr::Gossip(v)) => self.absorb(from, v, ctx),
         }
@@ -274,6 +255,10 @@ impl Layer for Stable {
     fn down(&mut self, ev: Down, ctx: &mut Ctx) {
         match ev {
             Down::Cast(m) => self.cast_down(m, ctx),
+            Down::Send(d, mut m) => {
+                m.push(&StableHdr::Data);
+                ctx.down(Down::Send(d, m));
+            }
             Down::View(v) => {
                 let mut members = v.members.to_vec();
                 members.sort_unstable();
@@ -288,8 +273,6 @@ impl Layer for Stable {
                     seen: vec![zeros.clone(); n],
                     stable: zeros,
                     dirty: false,
-                    reply: false,
-                    last_sent: None,
                 });
                 ctx.cancel_timer(TIMER_GOSSIP);
                 ctx.down(Down::View(v));
@@ -300,7 +283,8 @@ impl Layer for Stable {
 
     fn up(&mut self, ev: Up, ctx: &mut Ctx) {
         match ev {
-            Up::Cast(from, m) => self.cast_up(from, m, ctx),
+            Up::Cast(from, m) => self.msg_up(from, true, m, ctx),
+            Up::Send(from, m) => self.msg_up(from, false, m, ctx),
             Up::Progress(pv) => {
                 self.on_progress(&pv, ctx);
                 ctx.up(Up::Progress(pv));

@@ -1,15 +1,14 @@
 //! The `stable` header.
 //!
 //! ```text
-//! tag 0  Data                      an application cast, nothing piggybacked
+//! tag 0  Data                      an application message, nothing piggybacked
 //! tag 1  DataVec  vector           an application cast carrying this member's vector
 //! tag 2  Gossip   vector           the vector alone (layer-local, not passed up)
 //!
-//! vector = flags:u8  view:v  n:v  n × count:v
+//! vector = view:v  n:v  n × count:v
 //! ```
 //!
-//! `flags` bit 0 (`need`): the sender is still waiting for stability and asks quiet
-//! members to repeat their vectors; other bits must be zero. `count[i]` is how many
+//! `count[i]` is how many
 //! casts of the view's `i`-th member (members sorted by id) the sender has received
 //! contiguously, in the reliable layer's numbering. `n ≤` [`MAX_MEMBERS`].
 
@@ -22,7 +21,6 @@ pub const MAX_MEMBERS: usize = 1024;
 const T_DATA: u8 = 0;
 const T_DATA_VEC: u8 = 1;
 const T_GOSSIP: u8 = 2;
-const F_NEED: u8 = 1;
 
 /// Counts inline for views of up to 8 members.
 pub type Counts = SmallVec<[u64; 8]>;
@@ -31,18 +29,16 @@ pub type Counts = SmallVec<[u64; 8]>;
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Vector {
     pub view: u64,
-    pub need: bool,
     pub counts: Counts,
 }
 
 impl Vector {
     pub fn encoded_len(&self) -> usize {
-        1 + varint_len(self.view)
+        varint_len(self.view)
             + varint_len(self.counts.len() as u64)
             + self.counts.iter().map(|&c| varint_len(c)).sum::<usize>()
     }
     fn encode(&self, w: &mut Writer) {
-        w.u8(if self.need { F_NEED } else { 0 });
         w.varint(self.view);
         w.varint(self.counts.len() as u64);
         for &c in &self.counts {
@@ -50,17 +46,13 @@ impl Vector {
         }
     }
     fn decode(r: &mut Reader) -> Result<Vector, WireError> {
-        let flags = r.u8()?;
-        if flags & !F_NEED != 0 {
-            return Err(WireError::Invalid("unknown flags"));
-        }
         let view = r.varint()?;
         let n = r.len(MAX_MEMBERS.min(r.remaining()))?;
         let mut counts = Counts::with_capacity(n);
         for _ in 0..n {
             counts.push(r.varint()?);
         }
-        Ok(Vector { view, need: flags & F_NEED != 0, counts })
+        Ok(Vector { view, counts })
     }
 }
 
@@ -72,7 +64,7 @@ pub enum StableHdr {
 }
 
 impl Header for StableHdr {
-    const MAX_LEN: usize = 2 + VARINT_MAX + 2 + MAX_MEMBERS * VARINT_MAX;
+    const MAX_LEN: usize = 1 + VARINT_MAX + 2 + MAX_MEMBERS * VARINT_MAX;
 
     fn encoded_len(&self) -> usize {
         match self {
@@ -123,16 +115,16 @@ mod tests {
     fn samples() -> Vec<StableHdr> {
         vec![
             StableHdr::Data,
-            StableHdr::DataVec(Vector { view: 2, need: false, counts: smallvec![0, 5, 300] }),
-            StableHdr::Gossip(Vector { view: 130, need: true, counts: smallvec![7] }),
-            StableHdr::Gossip(Vector { view: 1, need: false, counts: smallvec![] }),
+            StableHdr::DataVec(Vector { view: 2, counts: smallvec![0, 5, 300] }),
+            StableHdr::Gossip(Vector { view: 130, counts: smallvec![7] }),
+            StableHdr::Gossip(Vector { view: 1, counts: smallvec![] }),
         ]
     }
 
     #[test]
     fn fixed_bytes() {
         let expect: [&[u8]; 4] =
-            [&[0], &[1, 0, 2, 3, 0, 5, 0xac, 0x02], &[2, 1, 0x82, 0x01, 1, 7], &[2, 0, 1, 0]];
+            [&[0], &[1, 2, 3, 0, 5, 0xac, 0x02], &[2, 0x82, 0x01, 1, 7], &[2, 1, 0]];
         for (h, want) in samples().iter().zip(expect) {
             assert_eq!(enc(h), want, "{h:?}");
             assert_eq!(StableHdr::decode(want), Ok((h.clone(), want.len())));
@@ -152,14 +144,12 @@ mod tests {
     #[test]
     fn corrupted_fields_are_errors() {
         for t in [3u8, 0x80, 0xff] {
-            assert_eq!(StableHdr::decode(&[t, 0, 1, 0]), Err(WireError::BadTag(t)));
+            assert_eq!(StableHdr::decode(&[t, 1, 0]), Err(WireError::BadTag(t)));
         }
-        // unknown flag bits
-        assert_eq!(StableHdr::decode(&[2, 2, 1, 0]), Err(WireError::Invalid("unknown flags")));
-        // a count larger than the bytes that follow (no huge allocation, an error)
-        assert!(StableHdr::decode(&[2, 0, 1, 0xff, 0xff, 0x03, 1, 2]).is_err());
+        // a member count larger than the bytes that follow (no huge allocation, an error)
+        assert!(StableHdr::decode(&[2, 1, 0xff, 0xff, 0x03, 1, 2]).is_err());
         // more members than allowed
-        let mut many = vec![2, 0, 1, 0x81, 0x08];
+        let mut many = vec![2, 1, 0x81, 0x08];
         many.extend(std::iter::repeat(0).take(1025));
         assert!(StableHdr::decode(&many).is_err());
     }
@@ -172,7 +162,6 @@ mod tests {
             let counts: Vec<u64> = Vec::arbitrary(g);
             let v = Vector {
                 view: u64::arbitrary(g),
-                need: bool::arbitrary(g),
                 counts: counts.into_iter().take(MAX_MEMBERS).collect(),
             };
             Any(match u8::arbitrary(g) % 3 {
