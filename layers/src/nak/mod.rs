@@ -146,6 +146,8 @@ struct Stream {
     known: u64,
     nak_at: Option<Time>,
     attempts: u32,
+    /// Delivered messages are kept for retransmission (casts; not received sends).
+    keep: bool,
 }
 
 /// Bytes and messages held in all buffers.
@@ -305,7 +307,7 @@ impl Nak {
         let mut members: Vec<MemberId> = v.members.to_vec();
         members.sort_unstable();
         members.dedup();
-        let streams = members.iter().map(|_| Stream::default()).collect();
+        let streams = members.iter().map(|_| Stream { keep: true, ..Stream::default() }).collect();
         let me = members.binary_search(&ctx.me()).ok();
         self.view = Some(ViewState { id: v.id, members, streams, me });
         self.since_progress = 0;
@@ -408,7 +410,6 @@ impl Nak {
         st: &mut Stream,
         seq: u64,
         msg: Msg,
-        keep: bool,
         acct: &mut Acct,
         max_ahead: u64,
         ctx: &mut Ctx,
@@ -441,7 +442,7 @@ impl Nak {
         let mut next = Some(msg);
         let mut n = 0;
         while let Some(m) = next.take() {
-            if keep {
+            if st.keep {
                 acct.add(&m);
                 st.kept.push_back(m.clone());
             } else {
@@ -491,7 +492,7 @@ impl Nak {
             return;
         }
         let st = &mut vs.streams[i];
-        let n = Self::accept(st, seq, msg, true, &mut self.acct, self.p.max_ahead, ctx, |m| {
+        let n = Self::accept(st, seq, msg, &mut self.acct, self.p.max_ahead, ctx, |m| {
             Up::Cast(from, m)
         });
         Self::check_gap(st, n > 0, ctx.now(), self.p.nak_delay_ms);
@@ -501,7 +502,7 @@ impl Nak {
 
     fn p2p_up(&mut self, from: MemberId, seq: u64, msg: Msg, ctx: &mut Ctx) {
         let st = self.p2p_in.entry(from).or_default();
-        let n = Self::accept(st, seq, msg, false, &mut self.acct, self.p.max_ahead, ctx, |m| {
+        let n = Self::accept(st, seq, msg, &mut self.acct, self.p.max_ahead, ctx, |m| {
             Up::Send(from, m)
         });
         Self::check_gap(st, n > 0, ctx.now(), self.p.nak_delay_ms);
@@ -777,11 +778,7 @@ impl Layer for Nak {
         match id {
             TIMER_NAK => self.on_nak_timer(ctx),
             TIMER_DIGEST => self.on_digest_timer(ctx),
-            TIMER_PROGRESS => {
-                if self.progress_dirty {
-                    self.emit_progress(ctx);
-                }
-            }
+            TIMER_PROGRESS if self.progress_dirty => self.emit_progress(ctx),
             TIMER_ACK => self.on_ack_timer(ctx),
             _ => {}
         }

@@ -265,7 +265,7 @@ impl Layer for Stable {
                 members.dedup();
                 let n = members.len();
                 let me = members.binary_search(&ctx.me()).ok();
-                let zeros: Counts = std::iter::repeat(0).take(n).collect();
+                let zeros = Counts::from_elem(0, n);
                 self.view = Some(ViewState {
                     id: v.id,
                     members,

@@ -150,7 +150,7 @@ mod tests {
         assert!(StableHdr::decode(&[2, 1, 0xff, 0xff, 0x03, 1, 2]).is_err());
         // more members than allowed
         let mut many = vec![2, 1, 0x81, 0x08];
-        many.extend(std::iter::repeat(0).take(1025));
+        many.extend_from_slice(&[0; 1025]);
         assert!(StableHdr::decode(&many).is_err());
     }
 
