@@ -267,6 +267,17 @@ fn nak_and_stable_deliver_exactly_once_in_fifo_order_and_drain_buffers() {
         let naks: u64 = w.stacks.iter().map(|s| s.counter("nak", "naks_sent")).sum();
         let dups: u64 = w.stacks.iter().map(|s| s.counter("nak", "duplicates_dropped")).sum();
         assert!(naks > 0 && dups > 0, "seed {seed}: the network did lose and duplicate");
+        let sum = |l: &str, c: &str| w.stacks.iter().map(|s| s.counter(l, c)).sum::<u64>();
+        eprintln!(
+            "seed {seed}: {n} members, {} datagrams, naks {naks}, retransmissions {}, \
+             digests {}, gossip {} (+{} piggybacked), last datagram at {} ms",
+            w.datagrams,
+            sum("nak", "retransmissions"),
+            sum("nak", "digests_sent"),
+            sum("stable", "gossip_sent"),
+            sum("stable", "piggybacked"),
+            w.last_datagram.as_millis()
+        );
         // Quiet once everything is stable: nothing sent in the last 3 seconds.
         assert!(
             w.last_datagram < Time::from_millis(5000),

@@ -19,9 +19,10 @@
 //! Every member keeps each cast it delivered (its own included) until the stability
 //! layer above reports it held by all (`Down::Stable`), so any member can answer a
 //! NAK. A lost *last* message is recovered by a digest: while this member has sent
-//! casts that are not yet stable it multicasts `Digest{view, next}` every
-//! `digest_ms`, doubling the period up to `digest_max_ms` while it sends nothing new,
-//! and stops once all its casts are stable (an idle, stable group is quiet).
+//! casts that are not yet stable it multicasts `Digest{view, next}`, the first one
+//! `digest_ms` after a period in which it sent nothing new, then at doubling
+//! intervals up to `digest_max_ms`; it stops once all its casts are stable (an idle,
+//! stable group is quiet). While casts flow, no digest is needed or sent.
 //!
 //! A member delivers its own casts itself, at once; a copy of its own cast arriving
 //! from the network is dropped (`own_dropped`).
@@ -636,38 +637,35 @@ impl Nak {
         self.arm_nak(ctx);
     }
 
+    /// Announces the highest number sent, on casts that are unstable and on sends that
+    /// are unacknowledged. A period in which new messages went out needs no digest
+    /// (the messages themselves tell receivers what exists).
     fn on_digest_timer(&mut self, ctx: &mut Ctx) {
-        let mut active = false;
-        if let Some(vs) = &self.view {
-            if let Some(i) = vs.me {
-                let st = &vs.streams[i];
-                if !st.kept.is_empty() {
-                    let mut m = ctx.new_msg(stack_core::Bytes::new());
-                    m.push(&NakHdr::Digest { view: vs.id, next: st.next });
-                    ctx.down(Down::Cast(m));
-                    ctx.count("digests_sent", 1);
-                    active = true;
-                }
+        let own = self.view.as_ref().and_then(|vs| Some((vs.id, &vs.streams[vs.me?])));
+        let own = own.filter(|(_, st)| !st.kept.is_empty());
+        let peers = self.p2p_out.iter().filter(|(_, st)| !st.kept.is_empty());
+        let active = own.is_some() || peers.clone().next().is_some();
+        if !active || self.sent_since_digest {
+            self.digest_interval = self.p.digest_ms;
+        } else {
+            if let Some((view, st)) = own {
+                let mut m = ctx.new_msg(stack_core::Bytes::new());
+                m.push(&NakHdr::Digest { view, next: st.next });
+                ctx.down(Down::Cast(m));
+                ctx.count("digests_sent", 1);
             }
-        }
-        for (&peer, st) in &self.p2p_out {
-            if !st.kept.is_empty() {
+            for (&peer, st) in peers {
                 let mut m = ctx.new_msg(stack_core::Bytes::new());
                 m.push(&NakHdr::P2pDigest { next: st.next });
                 ctx.down(Down::Send(peer, m));
                 ctx.count("digests_sent", 1);
-                active = true;
             }
         }
         if active {
-            self.digest_interval = if self.sent_since_digest {
-                self.p.digest_ms
-            } else {
-                (self.digest_interval * 2).min(self.p.digest_max_ms)
-            };
+            if !self.sent_since_digest {
+                self.digest_interval = (self.digest_interval * 2).min(self.p.digest_max_ms);
+            }
             ctx.set_timer_after(TIMER_DIGEST, ms(self.digest_interval));
-        } else {
-            self.digest_interval = self.p.digest_ms;
         }
         self.sent_since_digest = false;
     }

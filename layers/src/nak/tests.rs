@@ -232,16 +232,21 @@ fn digests_are_sent_while_casts_are_unstable_then_stop() {
     let mut h = joined(p.clone());
     h.down(Down::Cast(app(b"a")));
     downs(&mut h);
+    // The first period saw the cast itself: no digest yet.
     h.advance(ms(p.digest_ms));
-    assert_eq!(downs(&mut h), [D::Cast(NakHdr::Digest { view: 1, next: 1 }, vec![])]);
-    // The cast fell in that period: the next digest follows one period later.
+    assert_eq!(downs(&mut h), []);
+    let digest = || D::Cast(NakHdr::Digest { view: 1, next: 1 }, vec![]);
     h.advance(ms(p.digest_ms));
-    assert_eq!(downs(&mut h), [D::Cast(NakHdr::Digest { view: 1, next: 1 }, vec![])]);
+    assert_eq!(downs(&mut h), [digest()]);
     // Nothing new since: the period doubles.
     h.advance(ms(2 * p.digest_ms - 1));
-    assert!(downs(&mut h).is_empty());
+    assert_eq!(downs(&mut h), []);
     h.advance(ms(1));
-    assert_eq!(downs(&mut h), [D::Cast(NakHdr::Digest { view: 1, next: 1 }, vec![])]);
+    assert_eq!(downs(&mut h), [digest()]);
+    h.advance(ms(4 * p.digest_ms - 1));
+    assert_eq!(downs(&mut h), []);
+    h.advance(ms(1));
+    assert_eq!(downs(&mut h), [digest()]);
     // Once stable, no more digests and no timer.
     h.down(Down::Stable(SeqVector { view: 1, entries: vec![(M1, 1)] }));
     h.advance(ms(10 * p.digest_max_ms));
@@ -342,8 +347,8 @@ fn sends_are_numbered_per_peer_acked_and_naked() {
     assert_eq!(downs(&mut h), [D::Send(M2, NakHdr::P2p { seq: 1 }, b"s1".to_vec())]);
     h.up(Up::Send(M2, wire(NakHdr::P2pAck { next: 2 }, b"")));
     assert_eq!(h.counters.get("buffered_msgs"), 1);
-    // Unacknowledged sends are announced by digest.
-    h.advance(ms(p.digest_ms));
+    // Unacknowledged sends are announced by digest (after a period without sends).
+    h.advance(ms(2 * p.digest_ms));
     assert_eq!(downs(&mut h), [D::Send(M3, NakHdr::P2pDigest { next: 1 }, vec![])]);
 
     // Receiving: in order, a gap is NAKed, everything is acknowledged after a delay.
@@ -356,4 +361,13 @@ fn sends_are_numbered_per_peer_acked_and_naked() {
     assert_eq!(ups(&mut h), [U::Send(M3, b"r1".to_vec()), U::Send(M3, b"r2".to_vec())]);
     h.advance(ms(p.ack_delay_ms));
     assert_eq!(downs(&mut h), [D::Send(M3, NakHdr::P2pAck { next: 3 }, vec![])]);
+}
+
+#[test]
+fn parameters_default_and_reject_unknown_fields() {
+    let p: NakParams = ron::from_str("(nak_delay_ms: 3, digest_ms: 70)").unwrap();
+    assert_eq!(p, NakParams { nak_delay_ms: 3, digest_ms: 70, ..NakParams::default() });
+    assert_eq!(ron::from_str::<NakParams>("()").unwrap(), NakParams::default());
+    assert!(ron::from_str::<NakParams>("(nak_delay: 3)").is_err());
+    assert!(ron::from_str::<NakParams>("(nak_delay_ms: \"3\")").is_err());
 }

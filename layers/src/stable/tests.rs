@@ -196,3 +196,11 @@ fn malformed_and_foreign_vectors_are_dropped() {
     assert_eq!(h.counters.get("malformed_dropped"), 2);
     assert_eq!(h.counters.get("foreign_dropped"), 1);
 }
+
+#[test]
+fn parameters_default_and_reject_unknown_fields() {
+    let p: StableParams = ron::from_str("(period_ms: 50)").unwrap();
+    assert_eq!(p, StableParams { period_ms: 50, ..StableParams::default() });
+    assert_eq!(ron::from_str::<StableParams>("()").unwrap(), StableParams::default());
+    assert!(ron::from_str::<StableParams>("(period: 50)").is_err());
+}
