@@ -6,7 +6,9 @@
 pub mod bundle;
 pub mod flow;
 pub mod frag;
+pub mod nak;
 pub mod pass;
+pub mod stable;
 
 use stack_core::registry::Registry;
 
@@ -18,6 +20,8 @@ pub fn registry() -> Registry {
     r.register("Bundle", bundle::Bundle::new);
     r.register("Frag", frag::Frag::new);
     r.register("Flow", flow::Flow::new);
+    r.register("Nak", nak::Nak::new);
+    r.register("Stable", stable::Stable::new);
     r
 }
 
