@@ -1,3 +1,4 @@
 //! Layers.
 
 pub mod causal;
+pub mod total;
