@@ -1,4 +1,5 @@
 //! Layers.
 
 pub mod causal;
+pub mod safe;
 pub mod total;
