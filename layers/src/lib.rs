@@ -1,5 +1,42 @@
-//! Layers.
+//! Strata's microprotocol layers, one module per property.
+//!
+//! [`registry`] returns a [`Registry`] holding every built-in layer under its
+//! descriptor name.
 
+pub mod bundle;
 pub mod causal;
+pub mod flow;
+pub mod frag;
+pub mod pass;
 pub mod safe;
 pub mod total;
+
+use stack_core::registry::Registry;
+
+/// A registry of every built-in layer, by descriptor name. Applications add their own
+/// layers to it (or replace a built-in one by registering its name again).
+pub fn registry() -> Registry {
+    let mut r = Registry::new();
+    r.register("Pass", pass::Pass::new);
+    r.register("Bundle", bundle::Bundle::new);
+    r.register("Frag", frag::Frag::new);
+    r.register("Flow", flow::Flow::new);
+    r.register("Causal", causal::Causal::new);
+    r.register("Total", total::Total::new);
+    r.register("Safe", safe::Safe::new);
+    r
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_builtin_layer_builds_with_default_parameters() {
+        let r = super::registry();
+        for name in r.names() {
+            let layer = r.build(name, "()").unwrap();
+            assert_eq!(layer.name(), r.layer_name(name).unwrap());
+            assert_eq!(layer.name(), name.to_lowercase(), "descriptor name is the layer's name");
+        }
+        assert!(r.names().contains(&"Pass"));
+    }
+}

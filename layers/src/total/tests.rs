@@ -210,3 +210,15 @@ fn lamport_view_change_delivers_held_casts_by_stamp_then_rank() {
     assert_eq!(h.counters.get("delivered_at_view_change"), 4);
     assert!(h.timers().is_empty());
 }
+
+#[test]
+fn descriptor_parameters_choose_the_algorithm() {
+    let r = crate::registry();
+    for text in ["()", "(algorithm: Sequencer)", "(algorithm: Lamport, clock_delay_us: 50)"] {
+        assert_eq!(r.build("Total", text).unwrap().name(), "total", "{text}");
+    }
+    assert!(r.build("Total", "(algorithm: Token)").is_err());
+    assert!(r.build("Total", "(batch_delay: 5)").is_err());
+    assert!(r.build("Safe", "(ack_delay_us: 100)").is_ok());
+    assert!(r.build("Causal", "(x: 1)").is_err());
+}

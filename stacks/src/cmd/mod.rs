@@ -1,0 +1,3 @@
+//! The `strata` commands, one module each.
+
+pub mod check;
