@@ -77,6 +77,7 @@
 pub mod checks;
 mod property;
 mod report;
+pub mod scenario;
 mod trace;
 
 pub use checks::{

@@ -177,9 +177,6 @@ mod tests {
         let json = serde_json::to_value(&v).expect("serialize");
         assert_eq!(json["property"], "fifo");
         assert_eq!(json["views"][0], 3);
-        assert_eq!(
-            Violation::new(Property::Total, "x").to_string(),
-            "[total] x"
-        );
+        assert_eq!(Violation::new(Property::Total, "x").to_string(), "[total] x");
     }
 }

@@ -148,10 +148,7 @@ impl Traces {
     /// is the file name without the `.jsonl` suffix. Errors name the path.
     pub fn from_dir(dir: impl AsRef<Path>) -> Result<Traces, TraceError> {
         let dir = dir.as_ref();
-        let io_err = |path: &Path, source| TraceError::Io {
-            path: path.to_path_buf(),
-            source,
-        };
+        let io_err = |path: &Path, source| TraceError::Io { path: path.to_path_buf(), source };
         let mut files = Vec::new();
         for entry in fs::read_dir(dir).map_err(|e| io_err(dir, e))? {
             let entry = entry.map_err(|e| io_err(dir, e))?;
@@ -234,9 +231,7 @@ impl Traces {
 fn member_name(name: &str) -> Result<&str, TraceError> {
     let member = name.strip_suffix(TRACE_SUFFIX).unwrap_or(name);
     if member.is_empty() || member.contains('/') || member.contains('\\') {
-        return Err(TraceError::BadName {
-            file: name.to_string(),
-        });
+        return Err(TraceError::BadName { file: name.to_string() });
     }
     Ok(member)
 }
@@ -266,20 +261,12 @@ fn parse_member(member: &str, file: &str, text: &str) -> Result<MemberTrace, Tra
         if raw.is_empty() {
             continue;
         }
-        let fail = |message: String| TraceError::Parse {
-            file: file.to_string(),
-            line,
-            message,
-        };
+        let fail = |message: String| TraceError::Parse { file: file.to_string(), line, message };
         if let Some(kind) = parse_line(member, raw).map_err(fail)? {
             events.push(Event { line, kind });
         }
     }
-    Ok(MemberTrace {
-        member: member.to_string(),
-        file: file.to_string(),
-        events,
-    })
+    Ok(MemberTrace { member: member.to_string(), file: file.to_string(), events })
 }
 
 fn parse_line(member: &str, raw: &str) -> Result<Option<EventKind>, String> {
@@ -289,9 +276,7 @@ fn parse_line(member: &str, raw: &str) -> Result<Option<EventKind>, String> {
     };
     let m = str_field(&obj, "m")?;
     if m != member {
-        return Err(format!(
-            "event of member {m:?} in the trace of member {member:?}"
-        ));
+        return Err(format!("event of member {m:?} in the trace of member {member:?}"));
     }
     let kind = match str_field(&obj, "ev")? {
         "view" => {
@@ -306,19 +291,14 @@ fn parse_line(member: &str, raw: &str) -> Result<Option<EventKind>, String> {
                 Some(_) => return Err("field \"members\" must be an array".to_string()),
                 None => return Err("missing field \"members\"".to_string()),
             };
-            EventKind::View {
-                view: view_field(&obj)?,
-                members,
-            }
+            EventKind::View { view: view_field(&obj)?, members }
         }
-        "send" => EventKind::Send {
-            id: str_field(&obj, "id")?.to_string(),
-            view: view_field(&obj)?,
-        },
-        "deliver" => EventKind::Deliver {
-            id: str_field(&obj, "id")?.to_string(),
-            view: view_field(&obj)?,
-        },
+        "send" => {
+            EventKind::Send { id: str_field(&obj, "id")?.to_string(), view: view_field(&obj)? }
+        }
+        "deliver" => {
+            EventKind::Deliver { id: str_field(&obj, "id")?.to_string(), view: view_field(&obj)? }
+        }
         "end" => EventKind::End,
         _ => return Ok(None),
     };
@@ -335,9 +315,9 @@ fn str_field<'a>(obj: &'a Map<String, Value>, key: &str) -> Result<&'a str, Stri
 
 fn view_field(obj: &Map<String, Value>) -> Result<ViewId, String> {
     match obj.get("view") {
-        Some(v) => v
-            .as_u64()
-            .ok_or_else(|| "field \"view\" must be a non-negative integer".to_string()),
+        Some(v) => {
+            v.as_u64().ok_or_else(|| "field \"view\" must be a non-negative integer".to_string())
+        }
         None => Err("missing field \"view\"".to_string()),
     }
 }
@@ -361,10 +341,7 @@ mod tests {
         assert_eq!(a.events.len(), 4);
         assert_eq!(
             a.events[0].kind,
-            EventKind::View {
-                view: 1,
-                members: vec!["a".into(), "b".into()]
-            }
+            EventKind::View { view: 1, members: vec!["a".into(), "b".into()] }
         );
         assert_eq!(a.events[2].line, 5);
         assert!(a.ended());
@@ -376,10 +353,7 @@ mod tests {
         let cases = [
             ("{\"m\":\"a\",\"ev\":\"view\",\"view\":1}", "members"),
             ("{\"m\":\"a\",\"ev\":\"send\",\"view\":1}", "\"id\""),
-            (
-                "{\"m\":\"a\",\"ev\":\"deliver\",\"id\":\"a#1\",\"view\":-1}",
-                "view",
-            ),
+            ("{\"m\":\"a\",\"ev\":\"deliver\",\"id\":\"a#1\",\"view\":-1}", "view"),
             ("{\"m\":\"b\",\"ev\":\"end\"}", "member"),
             ("{\"ev\":\"end\"}", "\"m\""),
             ("[1,2]", "object"),
@@ -405,16 +379,7 @@ mod tests {
     fn msg_ids() {
         assert_eq!(parse_msg_id("m3.1#12"), Some(("m3.1", 12)));
         assert_eq!(parse_msg_id("a#b#2"), Some(("a#b", 2)));
-        for bad in [
-            "a",
-            "#1",
-            "a#",
-            "a#0",
-            "a#01",
-            "a#+1",
-            "a#x",
-            "a#99999999999999999999",
-        ] {
+        for bad in ["a", "#1", "a#", "a#0", "a#01", "a#+1", "a#x", "a#99999999999999999999"] {
             assert_eq!(parse_msg_id(bad), None, "{bad}");
         }
     }

@@ -19,12 +19,15 @@ struct Cli {
 enum Command {
     /// Check stack descriptors: print each stack bottom to top, or every problem found.
     Check(cmd::check::Args),
+    /// Run a group in the deterministic simulator and print a JSON summary.
+    Sim(cmd::sim::Args),
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Check(args) => cmd::check::run(args),
+        Command::Sim(args) => cmd::sim::run(args),
     };
     match result {
         Ok(code) => code,

@@ -65,11 +65,7 @@ fn build(traces: &Traces) -> Clocks<'_> {
     }
     let names: Vec<&str> = senders.into_iter().collect();
     let dims: HashMap<&str, usize> = names.iter().enumerate().map(|(i, s)| (*s, i)).collect();
-    let mut clocks = Clocks {
-        dims,
-        names,
-        of: HashMap::new(),
-    };
+    let mut clocks = Clocks { dims, names, of: HashMap::new() };
     let members: Vec<&MemberTrace> = traces.members().collect();
     let own_key = |t: &MemberTrace, id: &str| -> Option<Key> {
         let (s, n) = parse_msg_id(id)?;
@@ -283,12 +279,8 @@ mod tests {
         assert_eq!(v.len(), 1, "{v:?}");
         assert_eq!(v[0].members, strings(&["d", "a", "c"]));
         assert_eq!(v[0].messages, strings(&["a#1", "c#1"]));
-        let expect: BTreeMap<String, u64> = [
-            ("a".to_string(), 1),
-            ("b".to_string(), 1),
-            ("c".to_string(), 1),
-        ]
-        .into();
+        let expect: BTreeMap<String, u64> =
+            [("a".to_string(), 1), ("b".to_string(), 1), ("c".to_string(), 1)].into();
         assert_eq!(clock_of(&t, "c#1"), Some(expect));
     }
 
@@ -374,10 +366,7 @@ mod tests {
         let deliver =
             |events: &mut Vec<Vec<EventKind>>, seen: &mut Vec<Vec<u64>>, p: usize, s: usize| {
                 seen[p][s] += 1;
-                events[p].push(EventKind::Deliver {
-                    id: format!("m{s}#{}", seen[p][s]),
-                    view: 1,
-                });
+                events[p].push(EventKind::Deliver { id: format!("m{s}#{}", seen[p][s]), view: 1 });
             };
         for &(who, what) in steps {
             let p = usize::from(who) % k;
@@ -385,10 +374,7 @@ mod tests {
                 let mut vc = seen[p].clone();
                 vc[p] += 1;
                 sent[p].push(vc);
-                events[p].push(EventKind::Send {
-                    id: format!("m{p}#{}", sent[p].len()),
-                    view: 1,
-                });
+                events[p].push(EventKind::Send { id: format!("m{p}#{}", sent[p].len()), view: 1 });
                 deliver(&mut events, &mut seen, p, p);
                 continue;
             }
@@ -405,20 +391,12 @@ mod tests {
                 deliver(&mut events, &mut seen, p, s);
             }
         }
-        events
-            .into_iter()
-            .enumerate()
-            .map(|(i, evs)| (format!("m{i}"), evs))
-            .collect()
+        events.into_iter().enumerate().map(|(i, evs)| (format!("m{i}"), evs)).collect()
     }
 
     fn parse_run(run: &[(String, Vec<EventKind>)]) -> Traces {
         Traces::parse(run.iter().map(|(m, evs)| {
-            let evs: Vec<Event> = evs
-                .iter()
-                .cloned()
-                .map(|kind| Event { line: 0, kind })
-                .collect();
+            let evs: Vec<Event> = evs.iter().cloned().map(|kind| Event { line: 0, kind }).collect();
             (m.clone(), to_jsonl(m, &evs))
         }))
         .expect("parses")

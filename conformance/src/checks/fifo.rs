@@ -202,17 +202,14 @@ mod tests {
         let mut order: Vec<String> = Vec::new();
         let mut choice = choice.iter().cycle();
         while next.iter().zip(&counts).any(|(n, c)| n <= c) {
-            let live: Vec<usize> = (0..counts.len())
-                .filter(|&i| next[i] <= counts[i])
-                .collect();
+            let live: Vec<usize> = (0..counts.len()).filter(|&i| next[i] <= counts[i]).collect();
             let pick = live[usize::from(*choice.next().unwrap_or(&0)) % live.len()];
             order.push(format!("s{pick}#{}", next[pick]));
             next[pick] += 1;
         }
         if let Some((x, y)) = swap {
-            let of0: Vec<usize> = (0..order.len())
-                .filter(|&i| order[i].starts_with("s0#"))
-                .collect();
+            let of0: Vec<usize> =
+                (0..order.len()).filter(|&i| order[i].starts_with("s0#")).collect();
             order.swap(of0[x], of0[y]);
         }
         let mut text = String::new();

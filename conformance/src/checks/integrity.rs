@@ -76,10 +76,7 @@ pub(crate) fn run(traces: &Traces) -> Outcome {
                 out.violations.push(
                     Violation::new(
                         Property::Integrity,
-                        format!(
-                            "{member} delivered {id} twice (lines {line0} and {})",
-                            e.line
-                        ),
+                        format!("{member} delivered {id} twice (lines {line0} and {})", e.line),
                     )
                     .members([member])
                     .messages([id])

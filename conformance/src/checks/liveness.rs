@@ -88,10 +88,7 @@ pub(crate) fn run(traces: &Traces) -> Outcome {
         out.checked += 1;
         let mut finals: BTreeMap<Option<ViewId>, Vec<&str>> = BTreeMap::new();
         for s in &survivors {
-            finals
-                .entry(s.trace.final_view())
-                .or_default()
-                .push(&s.trace.member);
+            finals.entry(s.trace.final_view()).or_default().push(&s.trace.member);
         }
         if finals.len() > 1 {
             let groups: Vec<String> = finals

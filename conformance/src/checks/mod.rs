@@ -90,10 +90,9 @@ pub(crate) fn send_index(traces: &Traces) -> HashMap<&str, SendInfo<'_>> {
         for e in &trace.events {
             if let EventKind::Send { id, view } = &e.kind {
                 if parse_msg_id(id).is_some_and(|(s, _)| s == trace.member) {
-                    index.entry(id.as_str()).or_insert(SendInfo {
-                        sender: &trace.member,
-                        view: *view,
-                    });
+                    index
+                        .entry(id.as_str())
+                        .or_insert(SendInfo { sender: &trace.member, view: *view });
                 }
             }
         }
@@ -181,22 +180,14 @@ pub(crate) mod testing {
                 members: members.iter().map(|s| s.to_string()).collect(),
             }];
             for n in 1..=rounds {
-                events.push(EventKind::Send {
-                    id: format!("{m}#{n}"),
-                    view: 1,
-                });
+                events.push(EventKind::Send { id: format!("{m}#{n}"), view: 1 });
                 for s in members {
-                    events.push(EventKind::Deliver {
-                        id: format!("{s}#{n}"),
-                        view: 1,
-                    });
+                    events.push(EventKind::Deliver { id: format!("{s}#{n}"), view: 1 });
                 }
             }
             events.push(EventKind::End);
-            let events: Vec<Event> = events
-                .into_iter()
-                .map(|kind| Event { line: 0, kind })
-                .collect();
+            let events: Vec<Event> =
+                events.into_iter().map(|kind| Event { line: 0, kind }).collect();
             (m.to_string(), to_jsonl(m, &events))
         });
         Traces::parse(files).expect("generated run parses")

@@ -48,11 +48,7 @@ pub(crate) fn run(traces: &Traces) -> Outcome {
                 seq.push((k, *view));
             }
         }
-        orders.push(Order {
-            member: &t.member,
-            seq,
-            pos: Vec::new(),
-        });
+        orders.push(Order { member: &t.member, seq, pos: Vec::new() });
     }
     for o in &mut orders {
         o.pos = vec![ABSENT; names.len()];

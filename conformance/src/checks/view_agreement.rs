@@ -31,21 +31,13 @@ pub(crate) fn run(traces: &Traces) -> Outcome {
                 out.violations.push(
                     Violation::new(
                         Property::ViewAgreement,
-                        format!(
-                            "{m} installed view {v} {} which does not list it",
-                            list(members)
-                        ),
+                        format!("{m} installed view {v} {} which does not list it", list(members)),
                     )
                     .members([m])
                     .views([v]),
                 );
             }
-            variants
-                .entry(v)
-                .or_default()
-                .entry(members)
-                .or_default()
-                .insert(m);
+            variants.entry(v).or_default().entry(members).or_default().insert(m);
         }
     }
     for (v, lists) in variants {
