@@ -4,11 +4,14 @@
 //! descriptor name.
 
 pub mod bundle;
+pub mod causal;
 pub mod flow;
 pub mod frag;
 pub mod nak;
 pub mod pass;
 pub mod stable;
+pub mod safe;
+pub mod total;
 
 use stack_core::registry::Registry;
 
@@ -22,6 +25,9 @@ pub fn registry() -> Registry {
     r.register("Flow", flow::Flow::new);
     r.register("Nak", nak::Nak::new);
     r.register("Stable", stable::Stable::new);
+    r.register("Causal", causal::Causal::new);
+    r.register("Total", total::Total::new);
+    r.register("Safe", safe::Safe::new);
     r
 }
 
