@@ -75,6 +75,7 @@
 //! ```
 
 pub mod checks;
+pub mod netns;
 mod property;
 mod report;
 pub mod scenario;
