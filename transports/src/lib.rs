@@ -1,1 +1,12 @@
-//! Transports.
+//! Transports: where a stack's datagrams travel.
+//!
+//! - [`runtime`]: the event loop that runs every stack of a process over the real
+//!   network, and the handles applications use;
+//! - [`udp`]: UDP multicast (the default);
+//! - [`udpu`]: UDP unicast fan-out, where multicast is unavailable.
+
+pub mod runtime;
+pub mod udp;
+pub mod udpu;
+
+pub use runtime::{Runtime, TransportError};
