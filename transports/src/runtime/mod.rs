@@ -73,7 +73,7 @@ impl Wake for MioWake {
 }
 
 enum Control {
-    Join { cfg: GroupConfig, side: LoopSide, reply: Sender<Result<(), TransportError>> },
+    Join { cfg: Box<GroupConfig>, side: LoopSide, reply: Sender<Result<(), TransportError>> },
     Stop,
 }
 
@@ -101,7 +101,7 @@ impl Runtime {
         let (handle, side) = loop_side(cfg.stack.me, cfg.group, cfg.command_capacity, waker);
         let (reply, answer) = bounded(1);
         self.control
-            .send(Control::Join { cfg, side, reply })
+            .send(Control::Join { cfg: Box::new(cfg), side, reply })
             .map_err(|_| TransportError::Stopped)?;
         self.waker.wake();
         answer.recv().map_err(|_| TransportError::Stopped)??;
@@ -310,7 +310,7 @@ impl EventLoop {
         loop {
             match self.control.try_recv() {
                 Ok(Control::Join { cfg, side, reply }) => {
-                    let r = self.join(now, cfg, side);
+                    let r = self.join(now, *cfg, side);
                     let _ = reply.send(r);
                 }
                 Ok(Control::Stop) | Err(TryRecvError::Disconnected) => {
@@ -637,6 +637,13 @@ impl EventLoop {
         let Some(sock) = self.sockets[s].as_mut() else { return };
         if from.is_some() {
             sock.stats.received(data.len());
+        }
+        // Own datagrams already handed over in process (the loopback device loops
+        // multicasts back even with IP_MULTICAST_LOOP off).
+        if matches!(sock.kind, SockKind::Udp { self_loop: true, .. })
+            && from == Some(sock.reachable)
+        {
+            return;
         }
         let Ok((hdr, n)) = PacketHeader::decode(&data) else {
             sock.stats.dropped();

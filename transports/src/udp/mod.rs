@@ -20,7 +20,8 @@
 //!
 //! With `loopback: false` the kernel does not loop multicasts back to this host, so
 //! the runtime hands a cast to the other members of the group in the same process
-//! itself.
+//! itself (and ignores its own datagrams should they come back anyway, as they do on
+//! the loopback device, which loops every packet whatever the option says).
 //!
 //! Loopback: multicast on `127.0.0.1` works on Linux without a route once the
 //! outgoing interface is set with `IP_MULTICAST_IF` and the group is joined on
