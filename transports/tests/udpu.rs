@@ -150,3 +150,52 @@ fn a_bind_address_in_use_is_an_error() {
     let e = rt.join(config(spec("127.0.0.1", &[]), 4, m(1), &[])).err().expect("an error");
     assert!(matches!(e, TransportError::BadAddress { .. }), "{e}");
 }
+
+/// Installs a view of this member alone when a cast ending in "shrink" arrives.
+struct Shrink;
+
+impl stack_core::Layer for Shrink {
+    fn name(&self) -> &'static str {
+        "shrink"
+    }
+    fn up(&mut self, ev: stack_core::Up, ctx: &mut stack_core::Ctx) {
+        if let stack_core::Up::Cast(_, msg) = &ev {
+            if msg.body().ends_with(b"shrink") {
+                let v = stack_core::View::new(2, vec![ctx.me()], stack_core::ViewReason::Leave);
+                ctx.down(stack_core::Down::View(v));
+            }
+        }
+        ctx.up(ev)
+    }
+}
+
+#[test]
+fn members_outside_a_new_view_are_forgotten_but_seeds_are_kept() {
+    let rt_a = Runtime::start().unwrap();
+    let rt_b = Runtime::start().unwrap();
+    let rt_c = Runtime::start().unwrap();
+    let all = [m(1), m(2), m(3)];
+    let layered = |t, me| {
+        let mut c = config(t, 5, me, &all);
+        c.layers = vec![Box::new(Shrink)];
+        c
+    };
+    let c = rt_c.join(layered(spec("127.0.0.1:0", &[]), m(3))).unwrap();
+    let c_addr = c.local_addr().unwrap();
+    // a's seed is c; b is learned.
+    let mut a = rt_a.join(layered(spec("127.0.0.1:0", &[c_addr]), m(1))).unwrap();
+    let a_addr = a.local_addr().unwrap();
+    let mut b = rt_b.join(layered(spec("127.0.0.1:0", &[a_addr]), m(2))).unwrap();
+    b.cast(Bytes::from_static(b"hello")).unwrap();
+    assert_eq!(deliveries(&a, 1, Duration::from_secs(5)).len(), 1);
+    let out = |h: &GroupHandle| h.stats().datagrams_out;
+    a.cast(Bytes::from_static(b"one")).unwrap();
+    assert_eq!(deliveries(&a, 1, Duration::from_secs(5)).len(), 1);
+    assert_eq!(out(&a), 3, "a, b (learned), c (seed)");
+    a.cast(Bytes::from_static(b"shrink")).unwrap();
+    assert_eq!(deliveries(&a, 1, Duration::from_secs(5)).len(), 1);
+    a.cast(Bytes::from_static(b"two")).unwrap();
+    assert_eq!(deliveries(&a, 1, Duration::from_secs(5)).len(), 1);
+    assert_eq!(out(&a), 3 + 3 + 2, "after the view: a and c (seed), not b");
+    drop(b);
+}
