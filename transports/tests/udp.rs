@@ -287,6 +287,10 @@ fn point_to_point_sends_reach_only_their_destination() {
     // m1's address is not known yet: the first send goes by multicast with its
     // destination set; after m1 casts, m2 sends to its unicast address.
     hs[1].send(m(1), Bytes::from_static(b"first")).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while hs[2].stats().foreign_dropped == 0 && Instant::now() < deadline {
+        std::thread::sleep(Duration::from_millis(2));
+    }
     hs[0].cast(Bytes::from_static(b"hello")).unwrap();
     let hello = AppEvent::Deliver { from: m(1), seq: 1, payload: Bytes::from_static(b"hello") };
     for h in &hs[1..] {

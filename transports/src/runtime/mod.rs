@@ -348,7 +348,7 @@ impl EventLoop {
             }
         };
         stack.join(now);
-        self.groups[slot] = Some(Group {
+        let mut g = Group {
             id: cfg.group,
             me,
             sock: s,
@@ -358,7 +358,11 @@ impl EventLoop {
             flow_open: true,
             has_views,
             leave_by: None,
-        });
+        };
+        // Published before `join` returns, so a static view accepts casts at once.
+        let state = g.send_state();
+        g.side.publish_state(state);
+        self.groups[slot] = Some(g);
         self.index.entry((s, cfg.group)).or_default().push((slot, me));
         Ok(())
     }
