@@ -50,7 +50,9 @@ use std::time::{Duration, Instant};
 
 const WAKER: Token = Token(usize::MAX);
 /// Batches read from one socket per turn before the others get their turn.
-const READ_BATCHES_PER_TURN: usize = 16;
+const READ_BATCHES_PER_TURN: usize = 128;
+/// Commands taken from one member per turn, so reading keeps up with a busy sender.
+const COMMANDS_PER_TURN: usize = 256;
 /// How long a member whose stack has a membership protocol may take to leave.
 const LEAVE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Arena the received datagrams are copied into, in chunks of this size.
@@ -202,6 +204,8 @@ struct EventLoop {
     /// Datagrams handed to local members without the network: (socket, datagram).
     local: VecDeque<(usize, Bytes)>,
     stopping: bool,
+    /// A member had more commands than one turn takes.
+    more_commands: bool,
 }
 
 impl EventLoop {
@@ -218,6 +222,7 @@ impl EventLoop {
             inbox: Vec::with_capacity(batch::BATCH),
             local: VecDeque::new(),
             stopping: false,
+            more_commands: false,
         }
     }
 
@@ -236,7 +241,8 @@ impl EventLoop {
             if self.stopping {
                 break;
             }
-            let busy = !self.local.is_empty()
+            let busy = self.more_commands
+                || !self.local.is_empty()
                 || self.sockets.iter().flatten().any(|s| s.read_pending.iter().any(|&p| p));
             let timeout = if busy { Some(Duration::ZERO) } else { self.next_deadline(now) };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
@@ -263,7 +269,7 @@ impl EventLoop {
                 }
             }
             let now = self.now();
-            if woke {
+            if woke || self.more_commands {
                 self.handle_control(now);
                 self.handle_commands(now);
             }
@@ -437,6 +443,7 @@ impl EventLoop {
     }
 
     fn handle_commands(&mut self, now: Time) {
+        self.more_commands = false;
         for g in self.groups.iter_mut().flatten() {
             if g.leave_by.is_some() {
                 // Drain and drop: the member is on its way out.
@@ -447,7 +454,11 @@ impl EventLoop {
                 continue;
             }
             g.side.clear_wake();
-            loop {
+            for taken in 0.. {
+                if taken == COMMANDS_PER_TURN {
+                    self.more_commands = true;
+                    break;
+                }
                 match g.side.commands.try_recv() {
                     Ok(Command::Cast(b)) => {
                         g.backlog.push_back(Pending::Cast(b));
