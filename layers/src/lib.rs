@@ -9,8 +9,8 @@ pub mod flow;
 pub mod frag;
 pub mod nak;
 pub mod pass;
-pub mod stable;
 pub mod safe;
+pub mod stable;
 pub mod total;
 
 use stack_core::registry::Registry;

@@ -9,12 +9,14 @@
 //! - [`stack`]: the driver that runs layers bottom to top through an explicit queue;
 //! - [`descriptor`], [`registry`]: stack descriptors (RON), checked against the layers
 //!   a registry knows;
+//! - [`group`]: the application's handle on a group and the runtime's side of it;
 //! - [`packet`]: the datagram header every transport puts in front of a stack's bytes;
 //! - [`trace`]: the JSON-lines trace the conformance checkers read;
 //! - [`member`], [`time`], [`rng`]: identities and views, injected time, seeded randomness.
 
 pub mod descriptor;
 pub mod event;
+pub mod group;
 pub mod layer;
 pub mod member;
 pub mod message;
@@ -30,6 +32,7 @@ pub mod wire;
 
 pub use bytes::Bytes;
 pub use event::{Down, SeqVector, TimerId, Up};
+pub use group::{GroupConfig, GroupHandle};
 pub use layer::{props, Counters, Ctx, Layer, Property};
 pub use member::{MemberId, View, ViewReason};
 pub use message::Msg;
@@ -37,4 +40,5 @@ pub use rng::Rng;
 pub use stack::{AppEvent, CastError, NetOut, Stack, StackConfig};
 pub use time::Time;
 pub use trace::TraceWriter;
+pub use transport::{Transport, TransportSpec};
 pub use wire::{Header, WireError};

@@ -10,7 +10,16 @@
 //! Traffic leaves only through the loopback interface unless a descriptor names
 //! another interface: `interface` defaults to `127.0.0.1`.
 
+use crate::group::{GroupConfig, GroupHandle};
 use serde::Deserialize;
+
+/// Something that runs stacks over a network and lets applications join groups
+/// through it (the real network's runtime, the simulator).
+pub trait Transport {
+    type Error: std::error::Error + Send + Sync + 'static;
+    /// Starts one member of one group; its events arrive on the returned handle.
+    fn join(&self, cfg: GroupConfig) -> Result<GroupHandle, Self::Error>;
+}
 
 /// The transport a descriptor asks for.
 #[derive(Clone, Debug, PartialEq)]
