@@ -73,7 +73,7 @@ fn problems_are_reported_at_their_position() {
                 "4:53: parameter `ttl` of `Udp`: expected integer, found `\"one\"`",
                 "5:5: unknown field `layres`; expected one of `name`, `group`, `transport`, `layers`",
                 "6:32: unknown parameter `speed` of `Pass`; expected one of `count`",
-                "6:43: unknown layer `Nak`; known layers: `Pass`",
+                "6:43: unknown layer `Nack`; did you mean `Nak`?",
             ],
         ),
     ];
