@@ -201,6 +201,7 @@ pub fn sim_config(scn: &Scenario, desc: &Descriptor) -> SimConfig {
         workload,
         faults,
         deadline_ms: scn.deadline_ms,
+        settle_ms: 5000,
         ..SimConfig::default()
     }
 }
