@@ -1,1 +1,3 @@
 //! Layers.
+
+pub mod suspect;
