@@ -1,3 +1,4 @@
 //! Layers.
 
+pub mod membership;
 pub mod suspect;
