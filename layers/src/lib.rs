@@ -1,4 +1,5 @@
 //! Layers.
 
+pub mod flush;
 pub mod membership;
 pub mod suspect;
