@@ -163,6 +163,8 @@ enum Phase {
 }
 
 type Counts = Vec<(MemberId, u64)>;
+/// A survivor's report: delivered counts, reliable-layer progress, accepted proposal.
+type Report = (Counts, Counts, Option<(Ballot, Proposal)>);
 
 /// A round this member coordinates.
 struct Round {
@@ -170,7 +172,7 @@ struct Round {
     survivors: Vec<MemberId>,
     joiners: Vec<MemberId>,
     leavers: Vec<MemberId>,
-    reports: BTreeMap<MemberId, (Counts, Counts, Option<(Ballot, Proposal)>)>,
+    reports: BTreeMap<MemberId, Report>,
     proposal: Option<Proposal>,
     acks: BTreeSet<MemberId>,
     started: Time,
@@ -702,7 +704,7 @@ impl Membership {
         from: MemberId,
         ballot: Ballot,
         view: u64,
-        rep: (Counts, Counts, Option<(Ballot, Proposal)>),
+        rep: Report,
         ctx: &mut Ctx,
     ) {
         let cur = self.view_id();
@@ -739,7 +741,7 @@ impl Membership {
                     members.push(j);
                 }
             }
-            let max_of = |f: &dyn Fn(&(Counts, Counts, Option<(Ballot, Proposal)>)) -> u64| {
+            let max_of = |f: &dyn Fn(&Report) -> u64| {
                 r.reports.values().map(f).max().unwrap_or(0)
             };
             let cut = v.members.iter().map(|&m| (m, max_of(&|x| count_of(&x.0, m)))).collect();
