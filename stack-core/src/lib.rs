@@ -7,15 +7,19 @@
 //! - [`wire`]: the checked reader/writer and the [`wire::Header`] trait of layer headers;
 //! - [`layer`]: the sans-IO [`Layer`] trait, its [`Ctx`], properties and counters;
 //! - [`stack`]: the driver that runs layers bottom to top through an explicit queue;
+//! - [`descriptor`], [`registry`]: stack descriptors (RON), checked against the layers
+//!   a registry knows;
 //! - [`packet`]: the datagram header every transport puts in front of a stack's bytes;
 //! - [`trace`]: the JSON-lines trace the conformance checkers read;
 //! - [`member`], [`time`], [`rng`]: identities and views, injected time, seeded randomness.
 
+pub mod descriptor;
 pub mod event;
 pub mod layer;
 pub mod member;
 pub mod message;
 pub mod packet;
+pub mod registry;
 pub mod rng;
 pub mod stack;
 pub mod testing;

@@ -1,0 +1,4 @@
+//! The `strata` commands, one module each.
+
+pub mod check;
+pub mod sim;
