@@ -699,14 +699,7 @@ impl Membership {
 
     // ---- coordinator --------------------------------------------------------------
 
-    fn on_report(
-        &mut self,
-        from: MemberId,
-        ballot: Ballot,
-        view: u64,
-        rep: Report,
-        ctx: &mut Ctx,
-    ) {
+    fn on_report(&mut self, from: MemberId, ballot: Ballot, view: u64, rep: Report, ctx: &mut Ctx) {
         let cur = self.view_id();
         let Some(r) = self.round.as_mut() else { return };
         if r.ballot != ballot || r.proposal.is_some() || view != cur || !r.survivors.contains(&from)
@@ -741,9 +734,7 @@ impl Membership {
                     members.push(j);
                 }
             }
-            let max_of = |f: &dyn Fn(&Report) -> u64| {
-                r.reports.values().map(f).max().unwrap_or(0)
-            };
+            let max_of = |f: &dyn Fn(&Report) -> u64| r.reports.values().map(f).max().unwrap_or(0);
             let cut = v.members.iter().map(|&m| (m, max_of(&|x| count_of(&x.0, m)))).collect();
             let nak_cut = v.members.iter().map(|&m| (m, max_of(&|x| count_of(&x.1, m)))).collect();
             let reason = if r.survivors.len() < v.members.len() {

@@ -247,6 +247,8 @@ struct ViewState {
     members: Vec<MemberId>,
     streams: Vec<Stream>,
     me: Option<usize>,
+    /// Members announced gone (`Down::Suspect`): NAK other holders, never them.
+    gone: BTreeSet<MemberId>,
 }
 
 impl ViewState {
@@ -310,10 +312,30 @@ impl Nak {
         members.dedup();
         let streams = members.iter().map(|_| Stream { keep: true, ..Stream::default() }).collect();
         let me = members.binary_search(&ctx.me()).ok();
-        self.view = Some(ViewState { id: v.id, members, streams, me });
+        self.view = Some(ViewState { id: v.id, members, streams, me, gone: BTreeSet::new() });
         self.since_progress = 0;
         self.progress_dirty = false;
         self.digest_interval = self.p.digest_ms;
+    }
+
+    /// The flush cut (`Down::Cut`): messages below it exist; fetch the missing ones.
+    fn on_cut(&mut self, cut: &SeqVector, ctx: &mut Ctx) {
+        let now = ctx.now();
+        let delay = self.p.nak_delay_ms;
+        let Some(vs) = self.view.as_mut() else { return };
+        if cut.view != vs.id {
+            return;
+        }
+        for &(m, n) in &cut.entries {
+            if let Some(i) = vs.index(m) {
+                let st = &mut vs.streams[i];
+                if n > st.known {
+                    st.known = n;
+                    Self::check_gap(st, false, now, delay);
+                }
+            }
+        }
+        self.arm_nak(ctx);
     }
 
     fn note_sent(&mut self, ctx: &mut Ctx) {
@@ -600,9 +622,12 @@ impl Nak {
                 let sender = vs.members[i];
                 let ranges = st.missing(span);
                 let mut target = sender;
-                if st.attempts % 2 == 1 {
-                    let alt: Vec<MemberId> =
-                        others.iter().copied().filter(|&m| m != sender).collect();
+                if st.attempts % 2 == 1 || vs.gone.contains(&sender) {
+                    let alt: Vec<MemberId> = others
+                        .iter()
+                        .copied()
+                        .filter(|&m| m != sender && !vs.gone.contains(&m))
+                        .collect();
                     if !alt.is_empty() {
                         target = alt[ctx.rng().below(alt.len() as u64) as usize];
                     }
@@ -758,6 +783,12 @@ impl Layer for Nak {
                 ctx.down(Down::View(v));
             }
             Down::Stable(v) => self.on_stable(&v),
+            Down::Cut(c) => self.on_cut(&c, ctx),
+            Down::Suspect(gone) => {
+                if let Some(vs) = self.view.as_mut() {
+                    vs.gone.extend(gone.iter().copied().filter(|m| vs.members.contains(m)));
+                }
+            }
             other => ctx.down(other),
         }
         self.gauges(ctx);
