@@ -13,7 +13,10 @@
 //! of a view answers `Here{view, coord}`; the process then sends `JoinReq` to the
 //! coordinator (again every `retry_ms` until it is in a view). If a whole
 //! `discovery_ms` window passes with no `Here` and no `Discover` from a process with a
-//! smaller `MemberId`, it founds the group as the singleton view 1. Of processes
+//! smaller `MemberId`, it founds the group as the singleton view 1 (a later
+//! incarnation, which knows the group existed, waits `refound_ms` instead, so an
+//! excluded member that cannot reach the group yet does not found a second one).
+//! Of processes
 //! starting together only the smallest founds; the others defer and join it, so two
 //! histories never share a view id. (Two groups founded in disjoint partitions are
 //! not merged: a limitation.)
@@ -69,7 +72,8 @@
 //!
 //! # Parameters
 //!
-//! [`MembershipParams`]: `discovery_ms` (1000), `discover_period_ms` (100), `tick_ms`
+//! [`MembershipParams`]: `discovery_ms` (1000), `discover_period_ms` (100),
+//! `refound_ms` (30000), `tick_ms`
 //! (100), `retry_ms` (500), `round_timeout_ms` (4000), `probe_ms` (500), `weights`
 //! (per node number, default 1 each), `min_view_weight` (0).
 //!
@@ -117,6 +121,10 @@ pub struct MembershipParams {
     pub discovery_ms: u64,
     /// Period of `Discover` casts while looking for the group.
     pub discover_period_ms: u64,
+    /// A later incarnation (a process that was a member before, e.g. excluded) founds
+    /// the group only after looking for it this long: it knows the group existed, and
+    /// founding a second history while it cannot reach the first would split it.
+    pub refound_ms: u64,
     /// Period of the housekeeping timer.
     pub tick_ms: u64,
     /// Period of repeated join and leave requests.
@@ -136,6 +144,7 @@ impl Default for MembershipParams {
         MembershipParams {
             discovery_ms: 1000,
             discover_period_ms: 100,
+            refound_ms: 30_000,
             tick_ms: 100,
             retry_ms: 500,
             round_timeout_ms: 4000,
@@ -348,12 +357,18 @@ impl Membership {
 
     // ---- discovery ------------------------------------------------------------
 
+    /// How long to look for the group before founding it.
+    fn found_after(&self, ctx: &Ctx) -> Duration {
+        let first = ctx.me().incarnation() == 0;
+        Self::ms(if first { self.p.discovery_ms } else { self.p.refound_ms })
+    }
+
     fn start_discovery(&mut self, ctx: &mut Ctx) {
         if self.phase != Phase::Idle {
             return;
         }
         self.phase = Phase::Discovering;
-        self.disc_until = ctx.now() + Self::ms(self.p.discovery_ms);
+        self.disc_until = ctx.now() + self.found_after(ctx);
         self.cast_ctl(Ctl::Discover, ctx);
         ctx.set_timer_after(TIMER_DISCOVER, Self::ms(self.p.discover_period_ms));
     }
@@ -375,7 +390,7 @@ impl Membership {
                 self.install(View::new(1, vec![me], ViewReason::Initial), ctx);
                 return;
             }
-            self.disc_until = now + Self::ms(self.p.discovery_ms);
+            self.disc_until = now + self.found_after(ctx);
             self.disc_lower = false;
             self.disc_coord = None;
         }
