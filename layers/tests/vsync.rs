@@ -351,3 +351,35 @@ fn converge_subset(sim: &mut Sim, nodes: &[u32], n: usize, bound_ms: u64) {
         );
     }
 }
+
+/// A wider seed sweep over mixed faults (run with `--ignored`).
+#[test]
+#[ignore]
+fn sweep_mixed_faults() {
+    let mut bad = Vec::new();
+    for seed in 100..140 {
+        let net = NetConfig::lossy(0.05, 0.01, 0.02);
+        let mut s = sim_with(seed, 5, net, Workload::every(100, 64, 10_000));
+        converge(&mut s, 5, 8000);
+        s.apply(Action::Crash((seed % 5) as u32));
+        s.run_for_ms(seed % 1500);
+        s.apply(Action::Join);
+        s.run_for_ms(seed % 700);
+        s.apply(Action::Leave(((seed + 2) % 5) as u32));
+        s.run_until_quiet();
+        let v = check(&traces(&s), PROPS);
+        if !v.is_empty() {
+            bad.push((
+                seed,
+                v.len(),
+                format!(
+                    "{:?} {:?} {}",
+                    v[0].property,
+                    v[0].members,
+                    v[0].detail.chars().take(200).collect::<String>()
+                ),
+            ));
+        }
+    }
+    assert!(bad.is_empty(), "{bad:#?}");
+}

@@ -22,7 +22,8 @@
 //!   point-to-point message (`State{view}` header; large states are fragmented
 //!   below). A joiner gets `Up::View` and then holds every cast of its first view
 //!   until the state arrives; it then emits `Up::State(bytes)` followed by the held
-//!   casts, so the state comes before any message of the new view. If another view
+//!   casts, so the state comes before any message of the new view (a state that
+//!   overtakes the view adding this member is kept until that view). If another view
 //!   is installed before the state arrives (the provider failed), the joiner stops
 //!   waiting, delivers what it holds and counts `state_missed`.
 //!
@@ -55,7 +56,7 @@ mod wire;
 pub use wire::FlushHdr;
 
 use serde::Deserialize;
-use stack_core::{props, Ctx, Down, Layer, MemberId, Msg, Property, Up, View};
+use stack_core::{props, Bytes, Ctx, Down, Layer, MemberId, Msg, Property, Up, View};
 
 /// Parameters of the `flush` layer.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
@@ -76,6 +77,8 @@ pub struct Flush {
     awaiting_state: Option<u64>,
     held: Vec<(MemberId, Msg)>,
     pending_state: Option<(u64, Vec<MemberId>)>,
+    /// A state that arrived before the view it belongs to.
+    early_state: Option<(u64, Bytes)>,
 }
 
 impl Flush {
@@ -87,6 +90,7 @@ impl Flush {
             awaiting_state: None,
             held: Vec::new(),
             pending_state: None,
+            early_state: None,
         }
     }
 
@@ -122,6 +126,23 @@ impl Flush {
             }
         }
         ctx.up(Up::View(v));
+        if let Some((view, state)) = self.early_state.take() {
+            self.on_state(view, state, ctx);
+        }
+    }
+
+    fn on_state(&mut self, view: u64, state: Bytes, ctx: &mut Ctx) {
+        if self.awaiting_state == Some(view) {
+            self.awaiting_state = None;
+            ctx.count("states_received", 1);
+            ctx.up(Up::State(state));
+            self.release(ctx);
+        } else if self.view.as_ref().is_none_or(|v| v.id < view) {
+            // The state can overtake the view that adds this member.
+            self.early_state = Some((view, state));
+        } else {
+            ctx.count("stale_state_dropped", 1);
+        }
     }
 
     fn block_ok(&mut self, ctx: &mut Ctx) {
@@ -193,16 +214,7 @@ impl Layer for Flush {
             },
             Up::Send(from, mut m) => match m.pop::<FlushHdr>() {
                 Ok(FlushHdr::Data) => ctx.up(Up::Send(from, m)),
-                Ok(FlushHdr::State { view }) => {
-                    if self.awaiting_state == Some(view) {
-                        self.awaiting_state = None;
-                        ctx.count("states_received", 1);
-                        ctx.up(Up::State(m.into_body()));
-                        self.release(ctx);
-                    } else {
-                        ctx.count("stale_state_dropped", 1);
-                    }
-                }
+                Ok(FlushHdr::State { view }) => self.on_state(view, m.into_body(), ctx),
                 Err(_) => ctx.count("malformed_dropped", 1),
             },
             Up::Block => {

@@ -121,3 +121,15 @@ fn malformed_is_dropped_and_counted() {
     assert!(h.take_up().is_empty());
     assert_eq!(h.counters.get("malformed_dropped"), 2);
 }
+
+#[test]
+fn a_state_that_overtakes_its_view_is_kept_until_the_view() {
+    let mut h = Harness::with_member(Flush::default(), J);
+    h.up(Up::Send(A, wire(FlushHdr::State { view: 5 }, b"S")));
+    assert!(h.take_up().is_empty());
+    h.up(Up::View(view(5, &[A, B, J])));
+    let up = h.take_up();
+    assert_eq!(kinds(&up), ["view", "state"]);
+    h.up(Up::Cast(A, wire(FlushHdr::Data, b"m1")));
+    assert_eq!(kinds(&h.take_up()), ["cast"]);
+}

@@ -35,6 +35,11 @@
 //! `Unseq`: unsequenced, unreliable, passed up by every receiver as they come
 //! (discovery traffic for a membership layer).
 //!
+//! *Flush cut.* `Down::Cut(vector)` (from the membership layer during a view change)
+//! says that every cast of each listed sender numbered below its count exists in the
+//! view: the layer NAKs what it misses. `Down::Suspect(members)` marks members gone
+//! for the rest of the view: NAKs for their messages go to other members only.
+//!
 //! *Point-to-point.* `Send` is numbered per destination (`P2p{seq}`), independently of
 //! views. The receiver delivers in order, NAKs gaps the same way (`P2pNak`), and
 //! acknowledges cumulatively after `ack_delay_ms` (`P2pAck{next}`), which frees the
@@ -57,7 +62,7 @@
 //! # Events generated
 //!
 //! Down: `Cast` (data, digests), `Send` (data, NAKs, retransmissions, acks), `View`
-//! (passed on). `Down::Stable` is consumed. Up: `Cast`, `Send`, `Progress`.
+//! (passed on). `Down::Stable`, `Down::Cut` and `Down::Suspect` are consumed. Up: `Cast`, `Send`, `Progress`.
 //! Counters: `naks_sent`, `naks_received`, `retransmissions`, `digests_sent`,
 //! `duplicates_dropped`, `malformed_dropped`, `foreign_dropped`, `other_view_dropped`,
 //! `own_dropped`, `window_dropped`, `delivered`, `unsequenced_received`; gauges
