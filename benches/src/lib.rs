@@ -33,3 +33,36 @@ pub fn round_trip(s: &mut Stack, now: Time, payload: &Bytes) -> usize {
     }
     n
 }
+
+/// Like [`round_trip`], for layers that hold datagrams back for a short while
+/// (bundling): casts `burst` messages at `now`, then fires the stack's timers that are
+/// due within `hold` and passes what they release back in. Returns the deliveries.
+pub fn burst_round_trip(
+    s: &mut Stack,
+    now: Time,
+    payload: &Bytes,
+    burst: usize,
+    hold: std::time::Duration,
+) -> usize {
+    let me = s.me();
+    let mut n = 0;
+    for _ in 0..burst {
+        let _ = s.cast(now, payload.clone());
+    }
+    let until = now + hold;
+    loop {
+        while let Some(out) = s.poll_net() {
+            if let NetOut::Cast(m) = out {
+                s.receive(now, me, true, m.to_bytes());
+            }
+        }
+        while let Some(ev) = s.poll_event() {
+            n += matches!(ev, AppEvent::Deliver { .. }) as usize;
+        }
+        match s.next_timeout() {
+            Some(t) if t <= until => s.handle_timeout(t),
+            _ => break,
+        }
+    }
+    n
+}

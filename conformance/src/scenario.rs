@@ -201,7 +201,7 @@ pub fn sim_config(scn: &Scenario, desc: &Descriptor) -> SimConfig {
         workload,
         faults,
         deadline_ms: scn.deadline_ms,
-        settle_ms: 5000,
+        settle_ms: 1000,
         ..SimConfig::default()
     }
 }

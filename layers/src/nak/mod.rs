@@ -20,9 +20,11 @@
 //! layer above reports it held by all (`Down::Stable`), so any member can answer a
 //! NAK. A lost *last* message is recovered by a digest: while this member has sent
 //! casts that are not yet stable it multicasts `Digest{view, next}`, the first one
-//! `digest_ms` after a period in which it sent nothing new, then at doubling
+//! `digest_ms` after a period in which it cast nothing new, then at doubling
 //! intervals up to `digest_max_ms`; it stops once all its casts are stable (an idle,
-//! stable group is quiet). While casts flow, no digest is needed or sent.
+//! stable group is quiet). While casts flow, no digest is needed or sent. Other
+//! traffic (point-to-point sends such as stability gossip or credits) does not
+//! hold the digest back: each stream is judged on its own.
 //!
 //! A member delivers its own casts itself, at once; a copy of its own cast arriving
 //! from the network is dropped (`own_dropped`).
@@ -96,7 +98,10 @@ pub struct NakParams {
     pub nak_delay_ms: u64,
     /// Delay before the first repeated NAK; doubles with each retry.
     pub nak_retry_ms: u64,
-    /// Longest delay between two NAKs for the same stream.
+    /// Longest delay between two NAKs for the same stream. Kept a small multiple of
+    /// `nak_retry_ms`: the back-off restarts only when the stream progresses, so on a
+    /// lossy link (where a NAK or its answer is lost now and then) a large cap turns a
+    /// few unlucky losses into a stall of seconds.
     pub nak_max_ms: u64,
     /// Most sequence numbers requested by one NAK.
     pub max_nak_span: u64,
@@ -119,7 +124,7 @@ impl Default for NakParams {
         NakParams {
             nak_delay_ms: 5,
             nak_retry_ms: 20,
-            nak_max_ms: 640,
+            nak_max_ms: 80,
             max_nak_span: 256,
             digest_ms: 50,
             digest_max_ms: 1600,
@@ -154,6 +159,8 @@ struct Stream {
     attempts: u32,
     /// Delivered messages are kept for retransmission (casts; not received sends).
     keep: bool,
+    /// (Own streams) a new message went out since the last digest period.
+    fresh: bool,
 }
 
 /// Bytes and messages held in all buffers.
@@ -272,7 +279,6 @@ pub struct Nak {
     acct: Acct,
     nak_timer: Option<Time>,
     digest_interval: u64,
-    sent_since_digest: bool,
     since_progress: u64,
     progress_dirty: bool,
 }
@@ -294,7 +300,6 @@ impl Nak {
             ack_pending: BTreeSet::new(),
             acct: Acct::default(),
             nak_timer: None,
-            sent_since_digest: false,
             since_progress: 0,
             progress_dirty: false,
         }
@@ -344,7 +349,6 @@ impl Nak {
     }
 
     fn note_sent(&mut self, ctx: &mut Ctx) {
-        self.sent_since_digest = true;
         if !ctx.timer_is_set(TIMER_DIGEST) {
             self.digest_interval = self.p.digest_ms;
             ctx.set_timer_after(TIMER_DIGEST, ms(self.digest_interval));
@@ -408,6 +412,7 @@ impl Nak {
         st.known = st.next;
         self.acct.add(&msg);
         st.kept.push_back(msg.clone());
+        st.fresh = true;
         ctx.up(Up::Cast(me, msg.clone()));
         ctx.count("delivered", 1);
         msg.push(&NakHdr::Data { view: vs.id, seq });
@@ -428,6 +433,7 @@ impl Nak {
         st.known = st.next;
         self.acct.add(&msg);
         st.kept.push_back(msg.clone());
+        st.fresh = true;
         msg.push(&NakHdr::P2p { seq });
         ctx.down(Down::Send(dest, msg));
         self.note_sent(ctx);
@@ -668,36 +674,50 @@ impl Nak {
     }
 
     /// Announces the highest number sent, on casts that are unstable and on sends that
-    /// are unacknowledged. A period in which new messages went out needs no digest
-    /// (the messages themselves tell receivers what exists).
+    /// are unacknowledged, stream by stream. A stream on which a new message went out in
+    /// the period needs no digest (the message itself tells receivers what exists); the
+    /// others get one whatever else this member sends (gossip, credits, NAKs), so a
+    /// lost last cast is announced at most two periods after it. The period doubles while no
+    /// stream has anything new, up to `digest_max_ms`.
     fn on_digest_timer(&mut self, ctx: &mut Ctx) {
-        let own = self.view.as_ref().and_then(|vs| Some((vs.id, &vs.streams[vs.me?])));
-        let own = own.filter(|(_, st)| !st.kept.is_empty());
-        let peers = self.p2p_out.iter().filter(|(_, st)| !st.kept.is_empty());
-        let active = own.is_some() || peers.clone().next().is_some();
-        if !active || self.sent_since_digest {
+        let (mut active, mut fresh) = (false, false);
+        if let Some(vs) = self.view.as_mut() {
+            if let Some(i) = vs.me {
+                let st = &mut vs.streams[i];
+                if !st.kept.is_empty() {
+                    active = true;
+                    fresh |= st.fresh;
+                    if !st.fresh {
+                        let mut m = ctx.new_msg(stack_core::Bytes::new());
+                        m.push(&NakHdr::Digest { view: vs.id, next: st.next });
+                        ctx.down(Down::Cast(m));
+                        ctx.count("digests_sent", 1);
+                    }
+                }
+                st.fresh = false;
+            }
+        }
+        for (&peer, st) in self.p2p_out.iter_mut() {
+            if !st.kept.is_empty() {
+                active = true;
+                fresh |= st.fresh;
+                if !st.fresh {
+                    let mut m = ctx.new_msg(stack_core::Bytes::new());
+                    m.push(&NakHdr::P2pDigest { next: st.next });
+                    ctx.down(Down::Send(peer, m));
+                    ctx.count("digests_sent", 1);
+                }
+            }
+            st.fresh = false;
+        }
+        if !active || fresh {
             self.digest_interval = self.p.digest_ms;
         } else {
-            if let Some((view, st)) = own {
-                let mut m = ctx.new_msg(stack_core::Bytes::new());
-                m.push(&NakHdr::Digest { view, next: st.next });
-                ctx.down(Down::Cast(m));
-                ctx.count("digests_sent", 1);
-            }
-            for (&peer, st) in peers {
-                let mut m = ctx.new_msg(stack_core::Bytes::new());
-                m.push(&NakHdr::P2pDigest { next: st.next });
-                ctx.down(Down::Send(peer, m));
-                ctx.count("digests_sent", 1);
-            }
+            self.digest_interval = (self.digest_interval * 2).min(self.p.digest_max_ms);
         }
         if active {
-            if !self.sent_since_digest {
-                self.digest_interval = (self.digest_interval * 2).min(self.p.digest_max_ms);
-            }
             ctx.set_timer_after(TIMER_DIGEST, ms(self.digest_interval));
         }
-        self.sent_since_digest = false;
     }
 
     fn on_ack_timer(&mut self, ctx: &mut Ctx) {

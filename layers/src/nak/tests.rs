@@ -255,6 +255,31 @@ fn digests_are_sent_while_casts_are_unstable_then_stop() {
 }
 
 #[test]
+fn point_to_point_sends_do_not_hold_back_the_digest_of_casts() {
+    // Stability gossip and credits go out point-to-point every period after the last
+    // cast; a lost last cast must still be announced.
+    let p = NakParams::default();
+    let mut h = joined(p.clone());
+    h.down(Down::Cast(app(b"a")));
+    h.advance(ms(p.digest_ms));
+    downs(&mut h);
+    h.down(Down::Send(M2, app(b"gossip")));
+    assert_eq!(downs(&mut h), [D::Send(M2, NakHdr::P2p { seq: 0 }, b"gossip".to_vec())]);
+    h.advance(ms(p.digest_ms));
+    // The cast stream had nothing new: its digest goes; the send stream just did.
+    assert_eq!(downs(&mut h), [D::Cast(NakHdr::Digest { view: 1, next: 1 }, vec![])]);
+    // Something new went out in that period: the period does not double yet.
+    h.advance(ms(p.digest_ms));
+    assert_eq!(
+        downs(&mut h),
+        [
+            D::Cast(NakHdr::Digest { view: 1, next: 1 }, vec![]),
+            D::Send(M2, NakHdr::P2pDigest { next: 1 }, vec![]),
+        ]
+    );
+}
+
+#[test]
 fn stable_frees_buffers_and_a_view_change_releases_the_rest() {
     let mut h = joined(NakParams::default());
     h.down(Down::Cast(app(b"aaaa")));
