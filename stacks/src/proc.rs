@@ -316,3 +316,77 @@ mod tests {
         assert!(load_stack(Path::new("/nonexistent/other.ron"), &reg).is_err());
     }
 }
+
+/// How the members of one `demo` or `bench` run reach each other on loopback.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Net {
+    /// Multicast on 127.0.0.1 to this group.
+    Multicast(String),
+    /// Unicast fan-out: member `i` binds `127.0.0.1:<ports[i]>`; every port is a seed.
+    Udpu(Vec<u16>),
+}
+
+impl Net {
+    /// Picks the network for `n` members of `desc`: the descriptor's multicast group
+    /// (or `group`) when loopback multicast works, else udpu on ports from
+    /// `base_port`. The second value says why udpu was chosen, if it was.
+    pub fn plan(
+        desc: &Descriptor,
+        group: Option<&str>,
+        force_udpu: bool,
+        n: usize,
+        base_port: u16,
+    ) -> Result<(Net, Option<String>)> {
+        use stack_core::TransportSpec;
+        let udpu = || Net::Udpu((0..n as u16).map(|i| base_port + i).collect());
+        match &desc.transport {
+            TransportSpec::Sim(_) => anyhow::bail!(
+                "{}: the Sim transport does not run on the real network (use `strata sim`)",
+                desc.file
+            ),
+            TransportSpec::Udpu(_) => Ok((udpu(), None)),
+            TransportSpec::Udp(u) => {
+                if force_udpu {
+                    return Ok((udpu(), Some("--udpu was given".into())));
+                }
+                let g = group.unwrap_or(&u.group).to_string();
+                let addr = transports::udp::parse_group(&g)?;
+                match probe_loopback_multicast(addr) {
+                    Ok(()) => Ok((Net::Multicast(g), None)),
+                    Err(why) => Ok((
+                        udpu(),
+                        Some(format!("no multicast route on loopback for {g} ({why})")),
+                    )),
+                }
+            }
+        }
+    }
+
+    /// The `strata member` flags that put member `i` on this network.
+    pub fn member_args(&self, i: usize) -> Vec<String> {
+        match self {
+            Net::Multicast(g) => vec!["--group".into(), g.clone()],
+            Net::Udpu(ports) => {
+                let seeds: Vec<String> = ports.iter().map(|p| format!("127.0.0.1:{p}")).collect();
+                vec![
+                    "--udpu".into(),
+                    "--bind".into(),
+                    seeds[i].clone(),
+                    "--seeds".into(),
+                    seeds.join(","),
+                ]
+            }
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        match self {
+            Net::Multicast(g) => format!("UDP multicast {g} on 127.0.0.1"),
+            Net::Udpu(p) => format!(
+                "UDP unicast fan-out (udpu) on 127.0.0.1 ports {}-{}",
+                p.first().copied().unwrap_or(0),
+                p.last().copied().unwrap_or(0)
+            ),
+        }
+    }
+}

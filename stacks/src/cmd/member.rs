@@ -324,7 +324,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
         let path = if t.is_dir() { t.join(format!("{me}.jsonl")) } else { t.clone() };
         let f = std::fs::File::create(&path)
             .with_context(|| format!("creating the trace {}", path.display()))?;
-        cfg = cfg.with_trace(TraceWriter::new(me, Box::new(std::io::BufWriter::new(f))));
+        // Line by line, so a member killed mid-run leaves whole lines behind.
+        cfg = cfg.with_trace(TraceWriter::new(me, Box::new(std::io::LineWriter::new(f))));
     }
     let runtime = transports::Runtime::start().context("starting the network runtime")?;
     let mut h = runtime.join(cfg).with_context(|| {
@@ -482,10 +483,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
             let events = h.events().clone();
             select! {
                 recv(events) -> ev => first = ev.ok(),
-                recv(control) -> c => match c {
-                    Ok(c) => apply(c, &mut sending, &mut expect, &mut completed_at),
-                    Err(_) => {}
-                },
+                recv(control) -> c => {
+                    if let Ok(c) = c {
+                        if matches!(c, Control::Stop) {
+                            stop.store(true, Ordering::Relaxed);
+                        }
+                        apply(c, &mut sending, &mut expect, &mut completed_at);
+                    }
+                }
                 default(wait) => {}
             }
         }
