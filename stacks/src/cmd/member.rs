@@ -562,6 +562,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             "send_errors": h.socket_stats().send_errors,
         },
         "seconds": started.elapsed().as_secs_f64(),
+        "cpu_seconds": proc::cpu_seconds(),
     });
     println!(
         "delivered {} casts ({} bytes), sent {sent}; exit: {exit_reason}",
@@ -713,6 +714,7 @@ mod raw {
             "first_delivery_ns": st.first_delivery_ns,
             "last_delivery_ns": st.last_delivery_ns,
             "latency_us": st.latency_json(),
+            "cpu_seconds": proc::cpu_seconds(),
         });
         println!("received {} datagrams, sent {sent}", st.delivered);
         println!("{summary}");
