@@ -180,16 +180,6 @@ impl Proc {
         }
     }
 
-    /// The lines that arrived since the last call (non-blocking).
-    pub fn poll(&mut self) -> Vec<String> {
-        let mut new = Vec::new();
-        while let Ok(l) = self.lines.try_recv() {
-            self.take(&l);
-            new.push(l);
-        }
-        new
-    }
-
     fn take(&mut self, l: &str) {
         if l.starts_with('{') {
             self.summary = serde_json::from_str(l).ok();
