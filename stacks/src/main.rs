@@ -7,6 +7,7 @@ use clap::{Parser, Subcommand};
 use std::process::ExitCode;
 
 mod cmd;
+mod proc;
 
 #[derive(Parser)]
 #[command(name = "strata", version, about = "Group communication stacks: check, run, measure")]
@@ -21,6 +22,12 @@ enum Command {
     Check(cmd::check::Args),
     /// Run a group in the deterministic simulator and print a JSON summary.
     Sim(cmd::sim::Args),
+    /// Run one real group member: join, cast, print views and deliveries, trace.
+    Member(cmd::member::Args),
+    /// Three members on loopback: views, a burst, a crash, a join, and the checkers' verdict.
+    Demo(cmd::demo::Args),
+    /// Throughput and latency of N member processes on loopback (optionally against raw UDP).
+    Bench(cmd::bench::Args),
 }
 
 fn main() -> ExitCode {
@@ -28,6 +35,9 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Check(args) => cmd::check::run(args),
         Command::Sim(args) => cmd::sim::run(args),
+        Command::Member(args) => cmd::member::run(args),
+        Command::Demo(args) => cmd::demo::run(args),
+        Command::Bench(args) => cmd::bench::run(args),
     };
     match result {
         Ok(code) => code,
