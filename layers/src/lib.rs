@@ -6,11 +6,14 @@
 pub mod bundle;
 pub mod causal;
 pub mod flow;
+pub mod flush;
 pub mod frag;
+pub mod membership;
 pub mod nak;
 pub mod pass;
 pub mod safe;
 pub mod stable;
+pub mod suspect;
 pub mod total;
 
 use stack_core::registry::Registry;
@@ -28,6 +31,9 @@ pub fn registry() -> Registry {
     r.register("Causal", causal::Causal::new);
     r.register("Total", total::Total::new);
     r.register("Safe", safe::Safe::new);
+    r.register("Suspect", suspect::Suspect::new);
+    r.register("Membership", membership::Membership::new);
+    r.register("Flush", flush::Flush::new);
     r
 }
 

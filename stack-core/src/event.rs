@@ -49,6 +49,11 @@ pub enum Down {
     Stable(SeqVector),
     /// Members to stop waiting for (from membership to the layers below it).
     Suspect(Vec<MemberId>),
+    /// The flush cut of a view change (from membership to the reliable layer): every
+    /// cast of `sender` numbered below `n` in view `view` exists and must be obtained,
+    /// from any member holding it if its sender is gone. Units are the reliable layer's
+    /// sequence numbers, as in `Progress`.
+    Cut(SeqVector),
 }
 
 /// Events from the network towards the application.
@@ -95,6 +100,7 @@ impl Down {
             Down::View(_) => "view",
             Down::Stable(_) => "stable",
             Down::Suspect(_) => "suspect",
+            Down::Cut(_) => "cut",
         }
     }
 }

@@ -35,6 +35,11 @@
 //! `Unseq`: unsequenced, unreliable, passed up by every receiver as they come
 //! (discovery traffic for a membership layer).
 //!
+//! *Flush cut.* `Down::Cut(vector)` (from the membership layer during a view change)
+//! says that every cast of each listed sender numbered below its count exists in the
+//! view: the layer NAKs what it misses. `Down::Suspect(members)` marks members gone
+//! for the rest of the view: NAKs for their messages go to other members only.
+//!
 //! *Point-to-point.* `Send` is numbered per destination (`P2p{seq}`), independently of
 //! views. The receiver delivers in order, NAKs gaps the same way (`P2pNak`), and
 //! acknowledges cumulatively after `ack_delay_ms` (`P2pAck{next}`), which frees the
@@ -57,7 +62,7 @@
 //! # Events generated
 //!
 //! Down: `Cast` (data, digests), `Send` (data, NAKs, retransmissions, acks), `View`
-//! (passed on). `Down::Stable` is consumed. Up: `Cast`, `Send`, `Progress`.
+//! (passed on). `Down::Stable`, `Down::Cut` and `Down::Suspect` are consumed. Up: `Cast`, `Send`, `Progress`.
 //! Counters: `naks_sent`, `naks_received`, `retransmissions`, `digests_sent`,
 //! `duplicates_dropped`, `malformed_dropped`, `foreign_dropped`, `other_view_dropped`,
 //! `own_dropped`, `window_dropped`, `delivered`, `unsequenced_received`; gauges
@@ -247,6 +252,8 @@ struct ViewState {
     members: Vec<MemberId>,
     streams: Vec<Stream>,
     me: Option<usize>,
+    /// Members announced gone (`Down::Suspect`): NAK other holders, never them.
+    gone: BTreeSet<MemberId>,
 }
 
 impl ViewState {
@@ -310,10 +317,30 @@ impl Nak {
         members.dedup();
         let streams = members.iter().map(|_| Stream { keep: true, ..Stream::default() }).collect();
         let me = members.binary_search(&ctx.me()).ok();
-        self.view = Some(ViewState { id: v.id, members, streams, me });
+        self.view = Some(ViewState { id: v.id, members, streams, me, gone: BTreeSet::new() });
         self.since_progress = 0;
         self.progress_dirty = false;
         self.digest_interval = self.p.digest_ms;
+    }
+
+    /// The flush cut (`Down::Cut`): messages below it exist; fetch the missing ones.
+    fn on_cut(&mut self, cut: &SeqVector, ctx: &mut Ctx) {
+        let now = ctx.now();
+        let delay = self.p.nak_delay_ms;
+        let Some(vs) = self.view.as_mut() else { return };
+        if cut.view != vs.id {
+            return;
+        }
+        for &(m, n) in &cut.entries {
+            if let Some(i) = vs.index(m) {
+                let st = &mut vs.streams[i];
+                if n > st.known {
+                    st.known = n;
+                    Self::check_gap(st, false, now, delay);
+                }
+            }
+        }
+        self.arm_nak(ctx);
     }
 
     fn note_sent(&mut self, ctx: &mut Ctx) {
@@ -600,9 +627,12 @@ impl Nak {
                 let sender = vs.members[i];
                 let ranges = st.missing(span);
                 let mut target = sender;
-                if st.attempts % 2 == 1 {
-                    let alt: Vec<MemberId> =
-                        others.iter().copied().filter(|&m| m != sender).collect();
+                if st.attempts % 2 == 1 || vs.gone.contains(&sender) {
+                    let alt: Vec<MemberId> = others
+                        .iter()
+                        .copied()
+                        .filter(|&m| m != sender && !vs.gone.contains(&m))
+                        .collect();
                     if !alt.is_empty() {
                         target = alt[ctx.rng().below(alt.len() as u64) as usize];
                     }
@@ -758,6 +788,12 @@ impl Layer for Nak {
                 ctx.down(Down::View(v));
             }
             Down::Stable(v) => self.on_stable(&v),
+            Down::Cut(c) => self.on_cut(&c, ctx),
+            Down::Suspect(gone) => {
+                if let Some(vs) = self.view.as_mut() {
+                    vs.gone.extend(gone.iter().copied().filter(|m| vs.members.contains(m)));
+                }
+            }
             other => ctx.down(other),
         }
         self.gauges(ctx);

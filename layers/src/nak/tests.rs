@@ -371,3 +371,32 @@ fn parameters_default_and_reject_unknown_fields() {
     assert!(ron::from_str::<NakParams>("(nak_delay: 3)").is_err());
     assert!(ron::from_str::<NakParams>("(nak_delay_ms: \"3\")").is_err());
 }
+
+#[test]
+fn a_flush_cut_fetches_a_gone_senders_messages_from_other_members_only() {
+    let mut h = joined(NakParams::default());
+    h.up(Up::Cast(M2, data(1, 0, b"a")));
+    assert_eq!(ups(&mut h), [U::Cast(M2, b"a".to_vec())]);
+    h.down(Down::Suspect(vec![M2, OUT]));
+    h.down(Down::Cut(SeqVector { view: 1, entries: vec![(M2, 3)] }));
+    h.down(Down::Cut(SeqVector { view: 9, entries: vec![(M3, 5)] })); // another view: ignored
+    assert!(downs(&mut h).is_empty());
+    h.advance(ms(1000));
+    let d = downs(&mut h);
+    assert!(!d.is_empty());
+    for x in &d {
+        match x {
+            D::Send(to, NakHdr::Nak { view: 1, sender, ranges }, _) => {
+                assert_eq!((*to, *sender), (M3, M2), "never NAK the gone sender");
+                assert_eq!(ranges[..], [(1, 3)]);
+            }
+            other => panic!("unexpected {other:?}"),
+        }
+    }
+    // The holder answers; the cut is reached.
+    let r = |seq| wire(NakHdr::Retrans { view: 1, sender: M2, seq }, b"r");
+    h.up(Up::Send(M3, r(1)));
+    h.up(Up::Send(M3, r(2)));
+    let casts = ups(&mut h).into_iter().filter(|u| matches!(u, U::Cast(..))).count();
+    assert_eq!(casts, 2, "both fetched messages delivered");
+}
