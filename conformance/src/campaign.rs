@@ -20,12 +20,13 @@
 //!
 //! * **duplication** only with `reliable_fifo`: integrity promises at most once
 //!   delivery, and only a reliable layer filters the network's copies.
-//! * **restarts, joins, leaves** only with `views`: a static member list has no place
-//!   for a new incarnation or a newcomer, so view agreement would fail by design.
-//! * **crashes and a partition** always: [`properties_for`](crate::scenario::properties_for)
-//!   judges liveness only among members that wrote `end` (a crashed member's trace
-//!   stops) and self delivery not in a crashed member's last view; without views a
-//!   healed partition is a long loss burst that reliable retransmission must repair.
+//! * **crashes, restarts, joins, leaves** only with `views`: a static member list has
+//!   no place for a new incarnation or a newcomer (view agreement would fail by
+//!   design), and nothing removes a crashed member from it, so stability and flow
+//!   control wait for it forever and the survivors' own casts stall (liveness and self
+//!   delivery would fail by design).
+//! * **a partition** always: it heals, and without views a healed partition is a long
+//!   loss burst that reliable retransmission must repair.
 //!
 //! # Failures
 //!
@@ -131,7 +132,7 @@ impl FaultModel {
         let views = provides.contains(&props::VIEWS);
         FaultModel {
             duplicates: reliable,
-            crashes: true,
+            crashes: views,
             restarts: views,
             partitions: true,
             joins: views,
