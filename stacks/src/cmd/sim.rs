@@ -83,6 +83,9 @@ pub struct Args {
     /// With --campaign: worker threads.
     #[arg(long, default_value_t = 2)]
     threads: usize,
+    /// With --campaign: at most this many runs spent shrinking each failure (0: none).
+    #[arg(long, value_name = "RUNS", default_value_t = 60)]
+    shrink: usize,
 }
 
 /// The descriptor run when `--stack` is not given.
@@ -160,6 +163,7 @@ fn run_campaign(args: &Args, n: u64) -> Result<ExitCode> {
     }
     let mut c = Campaign::new(n, stacks, args.seed);
     c.threads = args.threads.max(1);
+    c.shrink_runs = args.shrink;
     c.save_to = args.regressions.is_dir().then(|| args.regressions.clone());
     let summary = c.run().context("campaign")?;
     eprintln!(
