@@ -74,6 +74,7 @@
 //! # Ok::<(), conformance::TraceError>(())
 //! ```
 
+pub mod campaign;
 pub mod checks;
 pub mod netns;
 mod property;

@@ -131,6 +131,8 @@ pub struct Outcome {
     pub views: usize,
     /// The final view's member list (of the live member with the highest view id).
     pub final_view: Vec<String>,
+    /// Every member's trace, as the checkers read it.
+    pub traces: Traces,
 }
 
 impl Outcome {
@@ -251,5 +253,5 @@ pub fn run(
         .map(|(_, members)| members.clone())
         .unwrap_or_default();
     let check = check.then(|| Report::new(&traces, &properties));
-    Ok(Outcome { sim: report, properties, check, views: all_views.len(), final_view })
+    Ok(Outcome { sim: report, properties, check, views: all_views.len(), final_view, traces })
 }

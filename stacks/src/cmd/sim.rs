@@ -2,8 +2,15 @@
 //! descriptor, print one JSON object on stdout, and with `--check` judge the traces.
 //!
 //! The same flags and seed always give the same run (and the same `trace_hash`).
+//!
+//! `--campaign N` instead runs N generated scenarios (from `--seed`) against the stack
+//! named by `--stack`, or every shipped `stacks/*.ron` when none is named, shrinks each
+//! failure, prints progress on stderr and a JSON summary on stdout, and exits 1 on any
+//! failure. Failures are kept as regression cases in `--regressions DIR` (default
+//! `conformance/regressions`, written only when that folder exists).
 
 use anyhow::{bail, Context, Result};
+use conformance::campaign::{self, Campaign};
 use conformance::scenario::{self, Outcome, Scenario};
 use serde_json::{json, Map, Value};
 use std::path::PathBuf;
@@ -12,9 +19,10 @@ use std::sync::Arc;
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// The stack descriptor.
-    #[arg(long, value_name = "FILE", default_value = "stacks/fifo.ron")]
-    stack: PathBuf,
+    /// The stack descriptor [default: stacks/fifo.ron; with --campaign, every
+    /// stacks/*.ron].
+    #[arg(long, value_name = "FILE")]
+    stack: Option<PathBuf>,
     /// Members at the start.
     #[arg(long, default_value_t = 3)]
     members: u32,
@@ -64,7 +72,26 @@ pub struct Args {
     /// Judge the traces against what the stack provides; exit 1 on any violation.
     #[arg(long)]
     check: bool,
+    /// Run this many generated scenarios (from --seed) instead of one, judged; the
+    /// scenario flags are then ignored.
+    #[arg(long, value_name = "N")]
+    campaign: Option<u64>,
+    /// With --campaign: where shrunk failures are written as regression cases (only
+    /// if the folder exists).
+    #[arg(long, value_name = "DIR", default_value = "conformance/regressions")]
+    regressions: PathBuf,
+    /// With --campaign: worker threads.
+    #[arg(long, default_value_t = 2)]
+    threads: usize,
+    /// With --campaign: at most this many runs spent shrinking each failure (0: none).
+    #[arg(long, value_name = "RUNS", default_value_t = 60)]
+    shrink: usize,
 }
+
+/// The descriptor run when `--stack` is not given.
+const DEFAULT_STACK: &str = "stacks/fifo.ron";
+/// Where the shipped descriptors are.
+const SHIPPED: &str = "stacks";
 
 fn parse_size(s: &str) -> Result<(usize, usize), String> {
     let one =
@@ -89,7 +116,7 @@ fn parse_probability(s: &str) -> Result<f64, String> {
 impl Args {
     fn scenario(&self) -> Scenario {
         Scenario {
-            stack: self.stack.clone(),
+            stack: self.stack.clone().unwrap_or_else(|| PathBuf::from(DEFAULT_STACK)),
             members: self.members,
             seed: self.seed,
             messages: self.messages,
@@ -110,16 +137,79 @@ impl Args {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
+    if let Some(n) = args.campaign {
+        return run_campaign(&args, n);
+    }
     if args.members == 0 {
         bail!("--members must be at least 1");
     }
     let registry = Arc::new(layers::registry());
-    let desc = scenario::load(&args.stack, &registry)?;
     let scn = args.scenario();
+    let desc = scenario::load(&scn.stack, &registry)?;
     let outcome = scenario::run(&scn, &desc, registry, args.trace_dir.as_deref(), args.check)
-        .with_context(|| format!("running {}", args.stack.display()))?;
+        .with_context(|| format!("running {}", scn.stack.display()))?;
     println!("{}", to_json(&scn, &outcome));
     Ok(if outcome.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+fn run_campaign(args: &Args, n: u64) -> Result<ExitCode> {
+    let stacks = match &args.stack {
+        Some(p) => vec![p.clone()],
+        None => campaign::shipped_stacks(SHIPPED.as_ref())
+            .with_context(|| format!("listing {SHIPPED}/*.ron"))?,
+    };
+    if stacks.is_empty() {
+        bail!("no descriptor in {SHIPPED}/");
+    }
+    let mut c = Campaign::new(n, stacks, args.seed);
+    c.threads = args.threads.max(1);
+    c.shrink_runs = args.shrink;
+    c.save_to = args.regressions.is_dir().then(|| args.regressions.clone());
+    let summary = c.run().context("campaign")?;
+    eprintln!(
+        "{} scenarios, {} runs in {:.1} s ({:.1} runs/s), {} failed",
+        summary.scenarios,
+        summary.runs,
+        summary.seconds,
+        summary.runs as f64 / summary.seconds.max(1e-9),
+        summary.failures.len()
+    );
+    for f in &summary.failures {
+        eprintln!(
+            "FAIL {} seed {}: {}\n  replay: {}\n  shrunk: {}",
+            f.stack, f.seed, f.first, f.replay, f.shrunk_replay
+        );
+        if let Some(p) = &f.saved {
+            eprintln!("  kept as {}", p.display());
+        }
+    }
+    println!("{}", campaign_json(&summary));
+    Ok(if summary.ok() { ExitCode::SUCCESS } else { ExitCode::FAILURE })
+}
+
+/// A campaign as one JSON object: `ok`, `seed`, `scenarios`, `runs`, `seconds`,
+/// `stacks` (per stack, per property: `checked` and `failed` runs) and `failures`
+/// (stack, seed, violated properties, first violation, `replay` and `shrunk` command
+/// lines, where it was kept).
+pub fn campaign_json(s: &campaign::CampaignSummary) -> Value {
+    json!({
+        "ok": s.ok(),
+        "seed": s.seed,
+        "scenarios": s.scenarios,
+        "runs": s.runs,
+        "seconds": s.seconds,
+        "stacks": s.stacks,
+        "failures": s.failures.iter().map(|f| json!({
+            "stack": f.stack,
+            "seed": f.seed,
+            "index": f.index,
+            "violated": f.violated,
+            "first": f.first,
+            "replay": f.replay,
+            "shrunk": f.shrunk_replay,
+            "saved": f.saved,
+        })).collect::<Vec<_>>(),
+    })
 }
 
 /// The run as one JSON object: `ok`, `violations`, `delivered`, `trace_hash`,
