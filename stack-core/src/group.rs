@@ -239,7 +239,6 @@ pub struct LoopSide {
     pub commands: Receiver<Command>,
     pub events: Sender<AppEvent>,
     pub shared: Arc<Shared>,
-    last_state: SendState,
 }
 
 /// A connected handle and loop side for member `me` of `group`.
@@ -262,7 +261,7 @@ pub fn loop_side(
         waker,
         casts: 0,
     };
-    let side = LoopSide { commands: crx, events: etx, shared, last_state: SendState::NotJoined };
+    let side = LoopSide { commands: crx, events: etx, shared };
     (handle, side)
 }
 
@@ -274,12 +273,14 @@ impl LoopSide {
     }
 
     /// Publishes whether the stack accepts casts.
+    ///
+    /// Compared with the published value itself, not with what this side published
+    /// last: the handle also stores `Blocked` when the application answers `Block`,
+    /// and the next view must reopen it.
     pub fn publish_state(&mut self, s: SendState) {
-        if s == self.last_state {
+        if self.shared.state.swap(s as u8, Ordering::AcqRel) == s as u8 {
             return;
         }
-        self.last_state = s;
-        self.shared.state.store(s as u8, Ordering::Release);
         if matches!(s, SendState::Open | SendState::Exited) {
             let _g = self.shared.state_lock.lock().unwrap_or_else(|e| e.into_inner());
             self.shared.state_changed.notify_all();
@@ -507,6 +508,17 @@ mod tests {
         let got: Vec<_> = s.commands.try_iter().collect();
         assert_eq!(got.len(), 2);
         assert!(matches!(&got[0], Command::Cast(b) if b == "a"));
+    }
+
+    #[test]
+    fn the_next_view_reopens_casts_after_block_ok() {
+        let (mut h, mut s, _) = pair(8);
+        s.publish_state(SendState::Open);
+        h.block_ok();
+        assert_eq!(h.cast(Bytes::new()), Err(CastError::Blocked));
+        // The loop installs the next view: the stack is open again, as it was before.
+        s.publish_state(SendState::Open);
+        assert_eq!(h.cast(Bytes::new()), Ok(1));
     }
 
     #[test]
