@@ -213,7 +213,7 @@ fn quickcheck_campaign(prop: fn(Scenario) -> TestResult) {
         .quickcheck(prop);
 }
 
-const FIFO_STACKS: [&str; 3] = ["pass.ron", "fifo-sim.ron", "fifo.ron"];
+const FIFO_STACKS: [&str; 4] = ["pass.ron", "fifo-sim.ron", "fifo.ron", "fifo-udpu.ron"];
 const VSYNC_STACKS: [&str; 5] =
     ["vsync.ron", "causal.ron", "total.ron", "total-lamport.ron", "safe.ron"];
 
