@@ -1,14 +1,17 @@
 //! `strata demo`: a group of real member processes on this machine, narrated.
 //!
 //! Starts three `strata member` processes (this binary) on loopback multicast with
-//! the most complete shipped stack, shows the views they install, has each cast a
-//! burst of messages, kills one with SIGKILL and shows the view that follows (a stack
-//! without a membership layer has none, and the demo says so), starts a fourth member
-//! that joins, has the survivors and the newcomer cast again, and ends with the
-//! verdict of the conformance checkers over the members' traces (written to a
-//! temporary directory). Where loopback multicast does not work it says so and runs
-//! over udpu on loopback instead. Every wait is bounded; member processes are killed
-//! if the demo ends early.
+//! the virtually synchronous stack (`stacks/vsync.ron` by default) and narrates each
+//! view as the members install it: who is in it, why (founding, join, failure,
+//! leave) and who installed it. Each member casts a burst; one is killed with
+//! SIGKILL, and the demo times the survivors' suspicion and their view without it,
+//! and says what the flush guaranteed; a fourth member joins, and the demo shows its
+//! view and the group state it received; a final burst; then the verdict of the
+//! conformance checkers of the stack's properties over the members' traces (written
+//! to a temporary directory). A stack without a membership layer runs too (one
+//! static view; the demo says what that means after the crash). Where loopback
+//! multicast does not work it says so and runs over udpu on loopback instead. Every
+//! wait is bounded; member processes are killed if the demo ends early.
 
 use crate::proc::{self, Net, Proc, TempDir};
 use anyhow::{bail, Result};
