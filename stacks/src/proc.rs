@@ -44,10 +44,19 @@ pub const SHIPPED: &[(&str, &str)] = &[
     ("fifo.ron", include_str!("../fifo.ron")),
     ("fifo-udpu.ron", include_str!("../fifo-udpu.ron")),
     ("pass.ron", include_str!("../pass.ron")),
+    ("vsync.ron", include_str!("../vsync.ron")),
+    ("causal.ron", include_str!("../causal.ron")),
+    ("total.ron", include_str!("../total.ron")),
+    ("total-lamport.ron", include_str!("../total-lamport.ron")),
+    ("safe.ron", include_str!("../safe.ron")),
 ];
 
-/// The most complete shipped stack that runs on the real network.
+/// The stack `member` and `bench` run by default: reliable FIFO, the fastest.
 pub const DEFAULT_STACK: &str = "stacks/fifo.ron";
+
+/// The stack `demo` runs by default: virtual synchrony (views agreed after a
+/// failure or a join, flush, state transfer), which is what the demo narrates.
+pub const DEMO_STACK: &str = "stacks/vsync.ron";
 
 /// The member id of the member named `name` (see the module documentation).
 pub fn member_id(name: &str) -> MemberId {
@@ -138,9 +147,11 @@ pub struct Proc {
     pub name: String,
     child: Child,
     stdin: Option<ChildStdin>,
-    lines: mpsc::Receiver<String>,
+    lines: mpsc::Receiver<(Instant, String)>,
     /// Every line read so far.
     pub seen: Vec<String>,
+    /// When each line of `seen` was read from the process's output.
+    pub at: Vec<Instant>,
     /// The JSON summary, once printed.
     pub summary: Option<serde_json::Value>,
 }
@@ -159,13 +170,21 @@ impl Proc {
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines() {
                 let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
+                if tx.send((Instant::now(), line)).is_err() {
                     break;
                 }
             }
         });
         let stdin = child.stdin.take();
-        Ok(Proc { name: name.into(), child, stdin, lines: rx, seen: Vec::new(), summary: None })
+        Ok(Proc {
+            name: name.into(),
+            child,
+            stdin,
+            lines: rx,
+            seen: Vec::new(),
+            at: Vec::new(),
+            summary: None,
+        })
     }
 
     pub fn pid(&self) -> u32 {
@@ -180,30 +199,39 @@ impl Proc {
         }
     }
 
-    fn take(&mut self, l: &str) {
+    fn take(&mut self, at: Instant, l: &str) {
         if l.starts_with('{') {
             self.summary = serde_json::from_str(l).ok();
         }
         self.seen.push(l.to_string());
+        self.at.push(at);
     }
 
-    /// Waits until a line satisfying `pred` arrives (or was seen since `from`).
-    pub fn wait_for(
+    /// Takes the lines already written, without waiting.
+    pub fn poll(&mut self) {
+        while let Ok((at, l)) = self.lines.try_recv() {
+            self.take(at, &l);
+        }
+    }
+
+    /// Like [`Proc::wait_for`], returning the index of the line in `seen`.
+    pub fn wait_for_index(
         &mut self,
         from: usize,
         deadline: Instant,
         mut pred: impl FnMut(&str) -> bool,
-    ) -> Option<String> {
-        if let Some(l) = self.seen[from.min(self.seen.len())..].iter().find(|l| pred(l)) {
-            return Some(l.clone());
+    ) -> Option<usize> {
+        let from = from.min(self.seen.len());
+        if let Some(i) = self.seen[from..].iter().position(|l| pred(l)) {
+            return Some(from + i);
         }
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
             match self.lines.recv_timeout(left) {
-                Ok(l) => {
-                    self.take(&l);
+                Ok((at, l)) => {
+                    self.take(at, &l);
                     if pred(&l) {
-                        return Some(l);
+                        return Some(self.seen.len() - 1);
                     }
                 }
                 Err(_) => return None,
@@ -211,17 +239,35 @@ impl Proc {
         }
     }
 
+    /// Waits until a line satisfying `pred` arrives (or was seen since `from`).
+    pub fn wait_for(
+        &mut self,
+        from: usize,
+        deadline: Instant,
+        pred: impl FnMut(&str) -> bool,
+    ) -> Option<String> {
+        self.wait_for_index(from, deadline, pred).map(|i| self.seen[i].clone())
+    }
+
     /// Asks the member to stop (`stop` on its input, then SIGTERM) and waits for
     /// its summary and exit until `deadline`; kills it past that. Returns the summary.
     pub fn stop(&mut self, deadline: Instant) -> Option<serde_json::Value> {
-        if !self.send("stop") {
+        self.ask_stop();
+        if self.summary.is_none() {
+            let from = self.seen.len();
+            self.wait_for(from, deadline, |l| l.starts_with('{'));
+        }
+        self.reap(deadline);
+        self.summary.clone()
+    }
+
+    /// Asks the member to stop (`stop` on its input, or SIGTERM if it no longer
+    /// reads it) without waiting; a later [`Proc::stop`] collects the summary.
+    pub fn ask_stop(&mut self) {
+        if self.stdin.is_some() && !self.send("stop") {
             self.signal(libc::SIGTERM);
         }
         self.stdin = None;
-        let from = self.seen.len();
-        self.wait_for(from, deadline, |l| l.starts_with('{'));
-        self.reap(deadline);
-        self.summary.clone()
     }
 
     /// Waits for the process to exit until `deadline`; kills it past that.

@@ -16,6 +16,14 @@
 //! process of the group must be given the same list. Without `--peers` the view holds
 //! this member alone, and `nak` drops the sequenced casts of everyone else.
 //!
+//! Exclusion: with a membership layer, an `Exit` the member did not ask for means the
+//! group excluded it (a majority suspected it, e.g. while the process was stopped).
+//! The member prints `excluded <member>`, rejoins as the next incarnation of its node
+//! (`MemberId::new(node, incarnation + 1)`, a new member to the group, which joins
+//! like any newcomer and receives the group state) and prints `rejoin <member>`. Each
+//! incarnation writes its own trace (`DIR/<member>.jsonl`, or `FILE` with
+//! `.<incarnation>` before its extension).
+//!
 //! The application answers `Block` with `block_ok` and `StateRequest` with a small
 //! state (its name and how many casts it delivered).
 //!
@@ -312,25 +320,29 @@ pub fn run(args: Args) -> Result<ExitCode> {
             );
         }
     }
-    let layers = desc.build_layers(&reg).context("building the layers")?;
-    let seed = me.0 ^ mono_ns();
-    let mut cfg = GroupConfig::new(
-        layers,
-        spec.clone(),
-        desc.group_id(),
-        StackConfig { me, seed, members: members.clone() },
-    );
-    if let Some(t) = &args.trace {
-        let path = if t.is_dir() { t.join(format!("{me}.jsonl")) } else { t.clone() };
-        let f = std::fs::File::create(&path)
-            .with_context(|| format!("creating the trace {}", path.display()))?;
-        // Line by line, so a member killed mid-run leaves whole lines behind.
-        cfg = cfg.with_trace(TraceWriter::new(me, Box::new(std::io::LineWriter::new(f))));
-    }
     let runtime = transports::Runtime::start().context("starting the network runtime")?;
-    let mut h = runtime.join(cfg).with_context(|| {
-        format!("joining group `{}` over {}", desc.group, transport_label(&spec))
-    })?;
+    let join = |me: MemberId| -> Result<stack_core::GroupHandle> {
+        let layers = desc.build_layers(&reg).context("building the layers")?;
+        let seed = me.0 ^ mono_ns();
+        let mut cfg = GroupConfig::new(
+            layers,
+            spec.clone(),
+            desc.group_id(),
+            StackConfig { me, seed, members: members.clone() },
+        );
+        if let Some(t) = &args.trace {
+            let path = trace_path(t, me);
+            let f = std::fs::File::create(&path)
+                .with_context(|| format!("creating the trace {}", path.display()))?;
+            // Line by line, so a member killed mid-run leaves whole lines behind.
+            cfg = cfg.with_trace(TraceWriter::new(me, Box::new(std::io::LineWriter::new(f))));
+        }
+        runtime.join(cfg).with_context(|| {
+            format!("joining group `{}` over {}", desc.group, transport_label(&spec))
+        })
+    };
+    let mut h = join(me)?;
+    let mut me = me;
     println!(
         "member {name} ({me}) in group `{}` of stack `{}` over {}",
         desc.group,
@@ -358,6 +370,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut completed_at: Option<Instant> = None;
     let exit_reason;
     let mut exited = false;
+    let mut incarnations: u32 = 1;
     let linger = Duration::from_millis(500);
 
     loop {
@@ -416,7 +429,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
                         refused_now = false;
                     }
                     Err(CastError::Exited) => {
-                        exited = true;
+                        // Left, or excluded: the `Exit` event says which.
+                        wait = Duration::from_millis(1);
                         break;
                     }
                     Err(_) => {
@@ -438,6 +452,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 wait = Duration::ZERO;
             }
         }
+        let mut excluded = false;
         let mut handle_event = |ev: AppEvent,
                                 h: &mut stack_core::GroupHandle,
                                 stats: &mut Stats| match ev {
@@ -465,24 +480,37 @@ pub fn run(args: Args) -> Result<ExitCode> {
             AppEvent::State(s) => {
                 println!("state {}", String::from_utf8_lossy(&s));
             }
-            AppEvent::Suspect(m) => {
+            AppEvent::Suspect(m) if !m.is_empty() => {
                 let l: Vec<String> = m.iter().map(|m| m.to_string()).collect();
                 println!("suspect {}", l.join(" "));
             }
             AppEvent::NotPrimary => println!("not-primary"),
+            AppEvent::Exit if has_views => {
+                // This member never asks to leave before the loop ends: an `Exit` is
+                // an exclusion (suspected by a majority, e.g. while it was stopped).
+                println!("excluded {me}");
+                excluded = true;
+            }
             AppEvent::Exit => {
                 println!("exit");
                 exited = true;
             }
-            AppEvent::Receive { .. } | AppEvent::Stable(_) | AppEvent::Flow { .. } => {}
+            AppEvent::Receive { .. }
+            | AppEvent::Suspect(_)
+            | AppEvent::Stable(_)
+            | AppEvent::Flow { .. } => {}
         };
         let mut first = None;
+        let mut closed = false;
         if wait.is_zero() {
             first = h.try_recv().ok();
         } else {
             let events = h.events().clone();
             select! {
-                recv(events) -> ev => first = ev.ok(),
+                recv(events) -> ev => {
+                    closed = ev.is_err();
+                    first = ev.ok();
+                }
                 recv(control) -> c => {
                     if let Ok(c) = c {
                         if matches!(c, Control::Stop) {
@@ -502,6 +530,20 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 Ok(ev) => handle_event(ev, &mut h, &mut stats),
                 Err(_) => break,
             }
+        }
+        if excluded {
+            // Rejoin as the next incarnation of this node: a new member to the group,
+            // with its own trace, that joins like any newcomer (state transfer included).
+            me = MemberId::new(me.node(), me.incarnation() + 1);
+            names.insert(me, name.clone());
+            drop(std::mem::replace(&mut h, join(me)?));
+            incarnations += 1;
+            println!("rejoin {me}");
+            continue;
+        }
+        if closed {
+            // The runtime dropped this member without an `Exit` event.
+            exited = true;
         }
         while let Ok(c) = control.try_recv() {
             if matches!(c, Control::Stop) {
@@ -540,6 +582,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         "stack": desc.name,
         "transport": transport_label(&spec),
         "exit": exit_reason,
+        "incarnations": incarnations,
         "sent": sent,
         "sent_bytes": sent_bytes,
         "refused": refused,
@@ -575,6 +618,24 @@ pub fn run(args: Args) -> Result<ExitCode> {
     drop(h);
     runtime.stop();
     Ok(ExitCode::SUCCESS)
+}
+
+/// Where the trace of incarnation `me` goes: `DIR/<me>.jsonl` when `t` is a
+/// directory, else the file `t` for incarnation 0 and `t` with `.<incarnation>`
+/// before its extension for the later ones (`a.jsonl`, `a.1.jsonl`, ...).
+fn trace_path(t: &std::path::Path, me: MemberId) -> PathBuf {
+    if t.is_dir() {
+        return t.join(format!("{me}.jsonl"));
+    }
+    if me.incarnation() == 0 {
+        return t.to_path_buf();
+    }
+    let stem = t.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = match t.extension() {
+        Some(e) => format!("{stem}.{}.{}", me.incarnation(), e.to_string_lossy()),
+        None => format!("{stem}.{}", me.incarnation()),
+    };
+    t.with_file_name(name)
 }
 
 fn apply(
