@@ -20,7 +20,10 @@
 //! counter is checked against the sender's replay window: the highest counter seen
 //! from it and a bitmap of the `replay_window` counters below. A counter already seen
 //! or older than the window is dropped and counted; the window only moves for
-//! datagrams whose MAC is good, so forged datagrams cannot push it.
+//! datagrams whose MAC is good, so forged datagrams cannot push it. The first counter
+//! heard from a sender starts its window, and every counter below that one counts as
+//! seen (a datagram of that sender overtaken by its successor at the very start is
+//! dropped too, and recovered by the reliable layer like a loss).
 //!
 //! Retransmissions of the reliable layer above are new datagrams with new counters,
 //! so they pass; a duplicate made by the network is dropped here (the reliable layer
@@ -29,8 +32,8 @@
 //! members outside the new view are forgotten. That bounds the state and lets a
 //! member that restarts under the same id (its counter starts again at 1) be heard
 //! again once it has been excluded; the price is that datagrams of a member that left
-//! can be replayed after it left, where they reach the layers above as traffic from a
-//! non-member of an old view.
+//! can be replayed after it left (from the first one replayed onwards), where they
+//! reach the layers above as traffic from a non-member of an old view.
 //!
 //! ## What it protects, and what not
 //! The key is shared by the group: the layer authenticates membership of the group
@@ -235,8 +238,11 @@ struct Window {
 }
 
 impl Window {
-    fn new(words: usize) -> Window {
-        Window { top: 0, bits: vec![0; words].into_boxed_slice() }
+    /// The window of a sender first heard with counter `c`: every counter below it
+    /// counts as seen (it may be a replay of what was sent before this member started
+    /// to listen, or before the window was forgotten).
+    fn starting_at(c: u64, words: usize) -> Window {
+        Window { top: c, bits: vec![u64::MAX; words].into_boxed_slice() }
     }
 
     fn span(&self) -> u64 {
@@ -360,8 +366,14 @@ impl Auth {
             ctx.count("unauthenticated_dropped", 1);
             return None;
         }
-        let words = self.window_words;
-        if !self.peers.entry(from).or_insert_with(|| Window::new(words)).accept(hdr.counter) {
+        let fresh = match self.peers.get_mut(&from) {
+            Some(w) => w.accept(hdr.counter),
+            None => {
+                self.peers.insert(from, Window::starting_at(hdr.counter, self.window_words));
+                true
+            }
+        };
+        if !fresh {
             ctx.count("replayed_dropped", 1);
             return None;
         }

@@ -207,11 +207,12 @@ fn counters_older_than_the_window_are_dropped() {
     let mut a = Harness::with_member(Auth::new(p.clone()), M1);
     let mut b = Harness::with_member(Auth::new(p), M2);
     let d: Vec<Vec<u8>> = (0..200).map(|_| sealed_cast(&mut a, msg(b"x"))).collect();
-    // Counters 1..=200; deliver 100 (counter 101), then 37 (64 below: gone), 38 (in).
+    // Counters 1..=200; deliver 1, 101, then 37 (64 below: gone), 38 (in).
+    cast_up(&mut b, M1, &d[0]);
     cast_up(&mut b, M1, &d[100]);
     cast_up(&mut b, M1, &d[36]);
     cast_up(&mut b, M1, &d[37]);
-    assert_eq!(ups(&mut b).len(), 2);
+    assert_eq!(ups(&mut b).len(), 3);
     assert_eq!(dropped(&b), (0, 1));
     // A jump past the whole window forgets it; what is behind the new top is judged
     // afresh (counter 199 is fresh, 101 is now too old).
@@ -221,6 +222,20 @@ fn counters_older_than_the_window_are_dropped() {
     cast_up(&mut b, M1, &d[100]);
     assert_eq!(ups(&mut b).len(), 2);
     assert_eq!(dropped(&b), (0, 3));
+}
+
+#[test]
+fn counters_below_the_first_one_heard_count_as_seen() {
+    let mut a = member(M1, KEY);
+    let mut b = member(M2, KEY);
+    let d: Vec<Vec<u8>> = (0..6).map(|_| sealed_cast(&mut a, msg(b"x"))).collect();
+    cast_up(&mut b, M1, &d[3]);
+    cast_up(&mut b, M1, &d[0]);
+    cast_up(&mut b, M1, &d[2]);
+    cast_up(&mut b, M1, &d[5]);
+    cast_up(&mut b, M1, &d[4]);
+    assert_eq!(ups(&mut b).len(), 3);
+    assert_eq!(dropped(&b), (0, 2));
 }
 
 #[test]
@@ -258,6 +273,16 @@ fn a_view_forgets_the_windows_of_members_outside_it() {
     let z = sealed_cast(&mut c2, msg(b"again"));
     cast_up(&mut b, M3, &z);
     assert_eq!(ups(&mut b), vec![E::Cast(M3, b"hdr:again".to_vec())]);
+    // Forgotten, then heard again from counter 2: what came before is a replay.
+    let mut c3 = member(M3, KEY);
+    let old = sealed_cast(&mut c3, msg(b"old"));
+    let new = sealed_cast(&mut c3, msg(b"new"));
+    b.down(Down::View(view(3, &[M1, M2])));
+    let _ = downs(&mut b);
+    cast_up(&mut b, M3, &new);
+    cast_up(&mut b, M3, &old);
+    assert_eq!(ups(&mut b), vec![E::Cast(M3, b"hdr:new".to_vec())]);
+    assert_eq!(dropped(&b), (0, 2));
 }
 
 #[test]
