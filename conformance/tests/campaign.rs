@@ -214,8 +214,8 @@ fn quickcheck_campaign(prop: fn(Scenario) -> TestResult) {
 }
 
 const FIFO_STACKS: [&str; 4] = ["pass.ron", "fifo-sim.ron", "fifo.ron", "fifo-udpu.ron"];
-const VSYNC_STACKS: [&str; 5] =
-    ["vsync.ron", "causal.ron", "total.ron", "total-lamport.ron", "safe.ron"];
+const VSYNC_STACKS: [&str; 6] =
+    ["vsync.ron", "vsync-auth.ron", "causal.ron", "total.ron", "total-lamport.ron", "safe.ron"];
 
 fn on_fifo_stacks(s: Scenario) -> TestResult {
     holds_on(&FIFO_STACKS, s)

@@ -3,6 +3,7 @@
 //! [`registry`] returns a [`Registry`] holding every built-in layer under its
 //! descriptor name.
 
+pub mod auth;
 pub mod bundle;
 pub mod causal;
 pub mod flow;
@@ -23,6 +24,7 @@ use stack_core::registry::Registry;
 pub fn registry() -> Registry {
     let mut r = Registry::new();
     r.register("Pass", pass::Pass::new);
+    r.register("Auth", auth::Auth::new);
     r.register("Bundle", bundle::Bundle::new);
     r.register("Frag", frag::Frag::new);
     r.register("Flow", flow::Flow::new);
@@ -43,7 +45,10 @@ mod tests {
     fn every_builtin_layer_builds_with_default_parameters() {
         let r = super::registry();
         for name in r.names() {
-            let layer = r.build(name, "()").unwrap();
+            // `Auth` refuses to build without a key (tested in `auth`).
+            let params =
+                if name == "Auth" { r#"(key: "000102030405060708090a0b0c0d0e0f")"# } else { "()" };
+            let layer = r.build(name, params).unwrap();
             assert_eq!(layer.name(), r.layer_name(name).unwrap());
             assert_eq!(layer.name(), name.to_lowercase(), "descriptor name is the layer's name");
         }
