@@ -133,7 +133,7 @@ pub struct Stack {
     trace: Option<TraceWriter>,
     own: Counters,
     /// Per-layer figures, only while profiling is on.
-    profile: Option<Box<Vec<LayerProfile>>>,
+    profile: Option<Box<[LayerProfile]>>,
 }
 
 impl Stack {

@@ -34,7 +34,8 @@ pub struct LayerProfile {
 impl Stack {
     /// Switches per-layer profiling on (counts start from zero) or off.
     pub fn set_profiling(&mut self, on: bool) {
-        self.profile = on.then(|| Box::new(vec![LayerProfile::default(); self.layers.len()]));
+        self.profile =
+            on.then(|| vec![LayerProfile::default(); self.layers.len()].into_boxed_slice());
     }
 
     /// Per layer, bottom to top, what it did since profiling was switched on.
