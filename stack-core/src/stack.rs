@@ -20,7 +20,7 @@ use std::collections::VecDeque;
 use thiserror::Error;
 
 mod profile;
-pub use profile::LayerProfile;
+pub use profile::{clock_cost_ns, LayerProfile};
 
 /// How a stack starts.
 #[derive(Clone, Debug)]
