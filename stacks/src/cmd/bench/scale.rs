@@ -2,11 +2,11 @@
 //!
 //! Three parts (`--parts sim,procs,groups`), each written to `--out` as JSON and SVG:
 //!
-//! - `sim` (`scale-sim.{json,svg}`): `--stack` in the simulator with 2, 3, 4, 6, 8,
-//!   12 and 16 members, each casting `--messages / members` payloads of `--size`
+//! - `sim` (`scale-sim.{json,svg}`): `--stack` over the in-memory network
+//!   ([`benches::Mesh`], as `--layers`) with 2, 3, 4, 6, 8, 12 and 16 members, each casting `--messages / members` payloads of `--size`
 //!   bytes as fast as the stack takes them; the layers' CPU time (per-layer
 //!   profiling) per delivered message and per cast, and the whole run's wall time per
-//!   delivery (one thread, the simulator included). Free of the kernel.
+//!   delivery (one thread, the network loop included). Free of the kernel.
 //! - `procs` (`scale-procs.{json,svg}`): 2, 3, 4, 6 and 8 real member processes on
 //!   loopback for `--seconds` each: delivered messages/s per member, p99 latency and
 //!   CPU microseconds per delivered message (all members' CPU over all deliveries).
@@ -59,18 +59,18 @@ pub fn sim_part(stack: &Path, size: usize, messages: u64) -> Result<Vec<Value>> 
     let mut rows = Vec::new();
     for n in SIM_MEMBERS {
         let each = (messages / n as u64).max(50);
-        progress(format!("sim: `{}` with {n} members, {each} casts each", desc.name));
+        progress(format!("in memory: `{}` with {n} members, {each} casts each", desc.name));
         let run = simulate(&desc, n, size, each, true)?;
-        let r = run.sim.report();
-        let layers_ns: u64 = profiles(&run.sim).iter().map(|p| p.1.nanos).sum();
-        let d = r.delivered.max(1) as f64;
+        let (sent, delivered) = (run.mesh.sent, run.mesh.delivered);
+        let layers_ns: u64 = profiles(&run.mesh).iter().map(|p| p.1.nanos).sum();
+        let d = delivered.max(1) as f64;
         rows.push(json!({
             "members": n,
-            "casts": r.sent,
-            "deliveries": r.delivered,
-            "complete": r.delivered == r.sent * n as u64,
+            "casts": sent,
+            "deliveries": delivered,
+            "complete": run.complete,
             "layers_ns_per_delivery": r1(layers_ns as f64 / d),
-            "layers_ns_per_cast": r1(layers_ns as f64 / r.sent.max(1) as f64),
+            "layers_ns_per_cast": r1(layers_ns as f64 / sent.max(1) as f64),
             "run_ns_per_delivery": r1(run.wall.as_nanos() as f64 / d),
         }));
     }
@@ -263,7 +263,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
     let name = proc::load_stack(&args.stack, &layers::registry())?.name;
     if has("sim") {
         let rows = sim_part(&args.stack, args.size, args.messages)?;
-        println!("simulator, `{name}`, {} B payloads:", args.size);
+        println!("in-memory network, `{name}`, {} B payloads:", args.size);
         println!("  members  layers ns/delivery  layers ns/cast  run ns/delivery");
         for r in &rows {
             println!(
@@ -275,10 +275,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
             );
         }
         let svg = chart::page(&[chart::lines(
-            &format!(
-                "`{name}` in the simulator: CPU per message against group size ({} B)",
-                args.size
-            ),
+            &format!("`{name}` in memory: CPU per message against group size ({} B)", args.size),
             "members",
             "nanoseconds",
             &[
