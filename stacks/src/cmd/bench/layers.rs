@@ -93,7 +93,7 @@ pub fn profiles(mesh: &Mesh) -> Vec<(&'static str, LayerProfile)> {
 
 /// The report of `--layers` as JSON.
 pub fn measure(stack: &Path, members: usize, size: usize, messages: u64) -> Result<Value> {
-    if members < 1 || members > 64 {
+    if !(1..=64).contains(&members) {
         bail!("--members must be in 1..=64 for --layers");
     }
     let reg = layers::registry();

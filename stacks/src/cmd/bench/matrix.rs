@@ -64,7 +64,7 @@ impl Matrix {
         if !(m.seconds > 0.0 && m.seconds <= 600.0) {
             bail!("{}: seconds must be in (0, 600]", file.display());
         }
-        if m.sizes.iter().any(|&s| s < 8) || m.members.iter().any(|&n| n == 0) {
+        if m.sizes.iter().any(|&s| s < 8) || m.members.contains(&0) {
             bail!("{}: sizes must be at least 8 and members at least 1", file.display());
         }
         let dir = file.parent().unwrap_or(Path::new("."));
@@ -124,7 +124,7 @@ fn csv_row(c: &Value) -> String {
 }
 
 fn size_label(b: u64) -> String {
-    if b >= 1024 && b % 1024 == 0 {
+    if b >= 1024 && b & 1023 == 0 {
         format!("{} KiB", b / 1024)
     } else {
         format!("{b} B")

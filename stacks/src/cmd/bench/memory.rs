@@ -98,7 +98,7 @@ pub fn summary(samples: &[Sample], seconds: f64) -> Value {
                 mine.iter().rev().find(|s| s.t <= t).or(mine.first()).map_or(0, |s| s.rss_kib)
             };
             let half = at(seconds / 2.0);
-            let end = mine.iter().filter(|s| s.t <= seconds).last().map_or(0, |s| s.rss_kib);
+            let end = mine.iter().rfind(|s| s.t <= seconds).map_or(0, |s| s.rss_kib);
             let growth =
                 if half > 0 { (end as f64 - half as f64) / half as f64 * 100.0 } else { 0.0 };
             json!({
