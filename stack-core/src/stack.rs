@@ -19,6 +19,9 @@ use bytes::Bytes;
 use std::collections::VecDeque;
 use thiserror::Error;
 
+mod profile;
+pub use profile::{clock_cost_ns, LayerProfile};
+
 /// How a stack starts.
 #[derive(Clone, Debug)]
 pub struct StackConfig {
@@ -129,6 +132,8 @@ pub struct Stack {
     joined: bool,
     trace: Option<TraceWriter>,
     own: Counters,
+    /// Per-layer figures, only while profiling is on.
+    profile: Option<Box<[LayerProfile]>>,
 }
 
 impl Stack {
@@ -162,6 +167,7 @@ impl Stack {
             joined: false,
             trace: None,
             own: Counters::default(),
+            profile: None,
         }
     }
 
@@ -409,6 +415,9 @@ impl Stack {
     /// Drains the queue, then hands what reached the top to the application.
     fn run(&mut self) {
         loop {
+            if self.profile.is_some() {
+                self.drain_profiled();
+            }
             while let Some(item) = self.queue.pop_front() {
                 match item {
                     Item::Down(i, ev) => self.with_ctx(i, |l, c| l.down(ev, c)),

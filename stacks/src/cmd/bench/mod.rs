@@ -17,6 +17,25 @@
 //!
 //! Progress goes to stderr; stdout has the result only (a table, or one JSON object
 //! with `--json`).
+//!
+//! Other modes, one module each:
+//!
+//! - `--matrix FILE.ron` ([`matrix`]): stacks × payload sizes × member counts, each
+//!   cell against the raw baseline of its size and member count; writes
+//!   `results.{csv,json,md}` and `chart.svg` into `--out`.
+//! - `--layers` ([`layers`]): per-layer nanoseconds and bytes per message of one stack
+//!   under load in the simulator, with the profiler's own overhead.
+//! - `--scale` ([`scale`]): cost against group size (simulator and real processes) and
+//!   against the number of groups sharing one socket in one process.
+//! - `--memory` ([`memory`]): resident memory of every member over a long run.
+//!
+//! Charts are plain SVG written by [`chart`].
+
+pub mod chart;
+pub mod layers;
+pub mod matrix;
+pub mod memory;
+pub mod scale;
 
 use crate::proc::{self, Net, Proc};
 use anyhow::{bail, Result};
@@ -58,14 +77,72 @@ pub struct Args {
     /// First udpu port.
     #[arg(long, default_value_t = 7461)]
     udpu_port: u16,
+    /// Run the matrix of stacks × sizes × member counts FILE describes (see
+    /// `benches/matrix.ron`) and write the results into --out.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["layers", "scale", "memory"])]
+    matrix: Option<PathBuf>,
+    /// Per-layer cost of --stack under load in the simulator (--members members,
+    /// --size payloads, --messages casts each).
+    #[arg(long, conflicts_with_all = ["scale", "memory"])]
+    layers: bool,
+    /// Cost against group size (simulator 2..16, processes 2..8) and against groups
+    /// sharing one socket (1, 10, 100, 1000); charts into --out.
+    #[arg(long, conflicts_with = "memory")]
+    scale: bool,
+    /// Resident memory of each member sampled during a --seconds run (60 s is the
+    /// reference); CSV and SVG into --out.
+    #[arg(long)]
+    memory: bool,
+    /// Casts per member of --layers and of the simulator part of --scale.
+    #[arg(long, default_value_t = 20_000, value_name = "N")]
+    messages: u64,
+    /// Output directory of --matrix, --scale and --memory.
+    #[arg(long, value_name = "DIR", default_value = "bench-results")]
+    out: PathBuf,
+    /// --scale: which parts to run (sim, procs, groups), comma-separated.
+    #[arg(long, value_delimiter = ',', value_name = "PARTS", default_value = "sim,procs,groups")]
+    parts: Vec<String>,
 }
 
-fn progress(s: impl AsRef<str>) {
+/// One run of a stack (and its baseline): what the matrix, scale and memory modes
+/// vary.
+#[derive(Clone, Debug)]
+pub struct Cell {
+    pub stack: PathBuf,
+    pub members: usize,
+    pub size: usize,
+    pub seconds: f64,
+}
+
+/// How cells reach each other: the network options of the command line.
+#[derive(Clone, Debug)]
+pub struct NetOpts {
+    pub group: Option<String>,
+    pub raw_group: String,
+    pub udpu: bool,
+    pub udpu_port: u16,
+}
+
+impl Args {
+    fn net_opts(&self) -> NetOpts {
+        NetOpts {
+            group: self.group.clone(),
+            raw_group: self.raw_group.clone(),
+            udpu: self.udpu,
+            udpu_port: self.udpu_port,
+        }
+    }
+}
+
+/// The largest UDP payload over IPv4: raw baselines of larger sizes send this.
+pub const MAX_DATAGRAM: usize = 65_507;
+
+pub fn progress(s: impl AsRef<str>) {
     eprintln!("bench: {}", s.as_ref());
 }
 
 /// Figures of one run (stack or raw) from the members' summaries.
-fn figures(summaries: &[Value], seconds: f64) -> Value {
+pub fn figures(summaries: &[Value], seconds: f64) -> Value {
     let get = |s: &Value, k: &str| s[k].as_u64().unwrap_or(0);
     let start = summaries.iter().filter_map(|s| s["send_start_ns"].as_u64()).min().unwrap_or(0);
     let sent: u64 = summaries.iter().map(|s| get(s, "sent")).sum();
@@ -145,21 +222,39 @@ fn stop_all(procs: &mut [Proc]) -> Vec<Value> {
     procs.iter_mut().filter_map(|p| p.stop(deadline)).collect()
 }
 
-fn run_stack(args: &Args, net: &Net, has_views: bool) -> Result<(Vec<Value>, bool)> {
-    let names: Vec<String> = (1..=args.members).map(|i| format!("n{i}")).collect();
+/// What one run of a stack's member processes gave.
+pub struct StackRun {
+    /// Every member's JSON summary.
+    pub summaries: Vec<Value>,
+    /// Every member delivered every cast.
+    pub complete: bool,
+    /// Resident memory samples, when asked for.
+    pub memory: Vec<memory::Sample>,
+}
+
+/// Runs `cell.members` member processes of `cell.stack` on `net`: wait for a view,
+/// cast for `cell.seconds`, wait until everything sent was delivered (bounded),
+/// stop. With `memory_every`, samples every member's resident memory meanwhile.
+pub fn run_stack(
+    cell: &Cell,
+    net: &Net,
+    has_views: bool,
+    memory_every: Option<Duration>,
+) -> Result<StackRun> {
+    let names: Vec<String> = (1..=cell.members).map(|i| format!("n{i}")).collect();
     let mut procs = Vec::new();
     for (i, name) in names.iter().enumerate() {
         let mut c = proc::member_command()?;
-        c.args(["--stack", &args.stack.display().to_string(), "--name", name, "--control"])
-            .args(["--size", &args.size.to_string()])
-            .args(["--duration", &(args.seconds + 40.0).to_string()])
+        c.args(["--stack", &cell.stack.display().to_string(), "--name", name, "--control"])
+            .args(["--size", &cell.size.to_string()])
+            .args(["--duration", &(cell.seconds + 40.0).to_string()])
             .args(net.member_args(i));
         if !has_views {
             c.args(["--peers", &names.join(",")]);
         }
         procs.push(Proc::spawn(name, c, false)?);
     }
-    let n = args.members;
+    let n = cell.members;
     let deadline = Instant::now() + Duration::from_secs(10);
     let ready = all_print(&mut procs, &vec![0; n], deadline, |l| {
         l.strip_prefix("view ").is_some_and(|r| r.split_once('(').is_some())
@@ -167,13 +262,16 @@ fn run_stack(args: &Args, net: &Net, has_views: bool) -> Result<(Vec<Value>, boo
     if !ready {
         bail!("the members did not all install a view in 10 s");
     }
+    let sampler = memory_every.map(|every| {
+        memory::Sampler::start(procs.iter().map(|p| (p.name.clone(), p.pid())).collect(), every)
+    });
     std::thread::sleep(Duration::from_millis(200));
-    progress(format!("{n} members cast for {} s", args.seconds));
+    progress(format!("{n} members cast {} B for {} s", cell.size, cell.seconds));
     let m = marks(&procs);
     for p in procs.iter_mut() {
-        p.send(&format!("cast-for {}", args.seconds));
+        p.send(&format!("cast-for {}", cell.seconds));
     }
-    let deadline = Instant::now() + Duration::from_secs_f64(args.seconds + 10.0);
+    let deadline = Instant::now() + Duration::from_secs_f64(cell.seconds + 10.0);
     all_print(&mut procs, &m, deadline, |l| l.starts_with("sent "));
     let sent: u64 = procs
         .iter()
@@ -189,80 +287,123 @@ fn run_stack(args: &Args, net: &Net, has_views: bool) -> Result<(Vec<Value>, boo
     let complete = all_print(&mut procs, &m, Instant::now() + Duration::from_secs(20), |l| {
         l.starts_with("complete ")
     });
-    Ok((stop_all(&mut procs), complete))
+    let memory = sampler.map(|s| s.stop()).unwrap_or_default();
+    Ok(StackRun { summaries: stop_all(&mut procs), complete, memory })
 }
 
-fn run_raw(args: &Args) -> Result<Vec<Value>> {
-    transports::udp::parse_group(&args.raw_group)?;
+/// The raw UDP multicast baseline with `members` processes sending `size`-byte
+/// datagrams (at most [`MAX_DATAGRAM`]) for `seconds`.
+pub fn run_raw(members: usize, size: usize, seconds: f64, group: &str) -> Result<Vec<Value>> {
+    transports::udp::parse_group(group)?;
+    let size = size.min(MAX_DATAGRAM);
     let mut procs = Vec::new();
-    for i in 1..=args.members {
+    for i in 1..=members {
         let name = format!("r{i}");
         let mut c = proc::member_command()?;
-        c.args(["--raw", "--control", "--name", &name, "--group", &args.raw_group])
-            .args(["--size", &args.size.to_string()])
-            .args(["--duration", &(args.seconds + 20.0).to_string()]);
+        c.args(["--raw", "--control", "--name", &name, "--group", group])
+            .args(["--size", &size.to_string()])
+            .args(["--duration", &(seconds + 20.0).to_string()]);
         procs.push(Proc::spawn(&name, c, false)?);
     }
-    let n = args.members;
+    let n = members;
     let deadline = Instant::now() + Duration::from_secs(10);
     if !all_print(&mut procs, &vec![0; n], deadline, |l| l.starts_with("raw member ")) {
         bail!("the raw members did not start in 10 s");
     }
     std::thread::sleep(Duration::from_millis(200));
-    progress(format!("raw: {n} processes send for {} s", args.seconds));
+    progress(format!("raw: {n} processes send {size} B for {seconds} s"));
     let m = marks(&procs);
     for p in procs.iter_mut() {
-        p.send(&format!("cast-for {}", args.seconds));
+        p.send(&format!("cast-for {seconds}"));
     }
-    let deadline = Instant::now() + Duration::from_secs_f64(args.seconds + 10.0);
+    let deadline = Instant::now() + Duration::from_secs_f64(seconds + 10.0);
     all_print(&mut procs, &m, deadline, |l| l.starts_with("sent "));
     std::thread::sleep(Duration::from_millis(300));
-    Ok(stop_all(&mut procs))
+    let out = stop_all(&mut procs);
+    if out.len() != members {
+        bail!("only {} of {members} raw members reported", out.len());
+    }
+    Ok(out)
+}
+
+/// Plans the network of `stack` for `members` members.
+pub fn plan(stack: &std::path::Path, members: usize, o: &NetOpts) -> Result<(String, Net, bool)> {
+    let reg = ::layers::registry();
+    let desc = proc::load_stack(stack, &reg)?;
+    let has_views = desc.provides().contains(&props::VIEWS);
+    let (net, why) = Net::plan(&desc, o.group.as_deref(), o.udpu, members, o.udpu_port)?;
+    if let Some(why) = why {
+        progress(format!("{why}: using udpu on loopback"));
+    }
+    Ok((desc.name.clone(), net, has_views))
+}
+
+/// Runs one cell of the stack and returns its figures (see [`figures`]) with the
+/// stack's name, network and whether every member delivered every cast.
+pub fn run_cell(cell: &Cell, o: &NetOpts) -> Result<Value> {
+    let (name, net, has_views) = plan(&cell.stack, cell.members, o)?;
+    progress(format!("stack `{name}` over {}", net.describe()));
+    let r = run_stack(cell, &net, has_views, None)?;
+    if r.summaries.len() != cell.members {
+        bail!("only {} of {} members reported", r.summaries.len(), cell.members);
+    }
+    let mut f = figures(&r.summaries, cell.seconds);
+    f["stack"] = json!(name);
+    f["network"] = json!(net.describe());
+    f["complete"] = json!(r.complete);
+    Ok(f)
+}
+
+/// Stack over raw messages/s, to three decimals (0 without a baseline).
+pub fn ratio(stack: &Value, raw: &Value) -> f64 {
+    let s = stack["msgs_per_s"].as_f64().unwrap_or(0.0);
+    let r = raw["msgs_per_s"].as_f64().unwrap_or(0.0);
+    if r > 0.0 {
+        (s / r * 1000.0).round() / 1000.0
+    } else {
+        0.0
+    }
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
     if args.members == 0 || args.size < 8 || !(args.seconds > 0.0 && args.seconds <= 600.0) {
         bail!("--members must be at least 1, --size at least 8, --seconds in (0, 600]");
     }
-    let reg = layers::registry();
-    let desc = proc::load_stack(&args.stack, &reg)?;
-    let has_views = desc.provides().contains(&props::VIEWS);
-    let (net, why) =
-        Net::plan(&desc, args.group.as_deref(), args.udpu, args.members, args.udpu_port)?;
-    if let Some(why) = why {
-        progress(format!("{why}: using udpu on loopback"));
+    if let Some(file) = &args.matrix {
+        return matrix::run(file, &args.out, &args.net_opts());
     }
-    progress(format!("stack `{}` over {}", desc.name, net.describe()));
-    let (summaries, complete) = run_stack(&args, &net, has_views)?;
-    if summaries.len() != args.members {
-        bail!("only {} of {} members reported", summaries.len(), args.members);
+    if args.layers {
+        return layers::run(&args.stack, args.members, args.size, args.messages, args.json);
     }
-    let stack = figures(&summaries, args.seconds);
+    if args.scale {
+        return scale::run(&args);
+    }
+    if args.memory {
+        return memory::run(&args);
+    }
+    let cell = Cell {
+        stack: args.stack.clone(),
+        members: args.members,
+        size: args.size,
+        seconds: args.seconds,
+    };
+    let stack = run_cell(&cell, &args.net_opts())?;
     let raw = if args.raw {
-        let r = run_raw(&args)?;
-        if r.len() != args.members {
-            bail!("only {} of {} raw members reported", r.len(), args.members);
-        }
-        Some(figures(&r, args.seconds))
+        Some(figures(
+            &run_raw(args.members, args.size, args.seconds, &args.raw_group)?,
+            args.seconds,
+        ))
     } else {
         None
     };
-    let ratio = raw.as_ref().map(|r| {
-        let s = stack["msgs_per_s"].as_f64().unwrap_or(0.0);
-        let r = r["msgs_per_s"].as_f64().unwrap_or(0.0);
-        if r > 0.0 {
-            (s / r * 1000.0).round() / 1000.0
-        } else {
-            0.0
-        }
-    });
+    let ratio = raw.as_ref().map(|r| ratio(&stack, r));
     let out = json!({
-        "stack": desc.name,
-        "network": net.describe(),
+        "stack": stack["stack"],
+        "network": stack["network"],
         "members": args.members,
         "size": args.size,
         "seconds": args.seconds,
-        "complete": complete,
+        "complete": stack["complete"],
         "msgs_per_s": stack["msgs_per_s"],
         "mb_per_s": stack["mb_per_s"],
         "latency_us": stack["latency_us"],
