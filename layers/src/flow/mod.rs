@@ -20,29 +20,27 @@
 //! of that member's. A message goes down at once while the sender is under the limit
 //! of every receiver concerned (so it may pass a limit by less than one message;
 //! requiring room for the whole message could wait forever for a credit the receiver
-//! never sends, since it grants only in half windows). Otherwise flow queues it — and
-//! every later message, keeping the sender's order — and passes up
-//! `Up::Flow { open: false }`. The driver then refuses application casts and sends with
-//! `CastError::WouldBlock`; the application retries after `AppEvent::Flow { open:
-//! true }`, which flow passes up once credits have let its queue drain and the cast
-//! window is open again. Members suspected (`Down::Suspect`, from the membership
-//! layer) no longer hold the window: a failed receiver never grants credit.
+//! never sends, since it grants only in half windows). As soon as a message leaves
+//! some receiver at or past its limit, flow passes up `Up::Flow { open: false }`: the
+//! driver then refuses application casts and sends with `CastError::WouldBlock` before
+//! they enter the stack, and the application retries after `AppEvent::Flow { open:
+//! true }`, which flow passes up once credit has reopened the window. Members suspected
+//! (`Down::Suspect`, from the membership layer) no longer hold the window: a failed
+//! receiver never grants credit.
 //!
-//! *Control traffic from above is never blocked for good.* The driver stops the
-//! application as soon as the window closes, so messages that keep arriving while the
-//! queue is full come from layers above flow (membership, flush, ordering), whose
-//! protocols may need them delivered before any credit can come back. When a message
-//! arrives with `queue` messages already waiting, flow sends the whole queue and the
-//! message at once, over the limits (an *overdraft*, counted in `overdrafts`): order is
-//! kept, the sender's memory stays bounded, and the window stays closed until credit
-//! covers the overdraft. For the same reason `Down::BlockOk`, `Down::Leave` and
-//! `Down::View` first send everything queued (it belongs to the ending view), and a
-//! view resets all credits for its members and reopens the window.
+//! *Flow never holds a message.* The driver stops the application when the window
+//! closes, so what still reaches flow while it is closed comes from layers above
+//! (membership, flush, ordering, safe delivery). Their protocols may need it delivered
+//! before any credit can come back, and they count a message as sent once it has gone
+//! below them: the membership layer reports the casts it passed down in the view as
+//! the flush cut, and a message held here would reach the reliable layer after that
+//! report, be delivered by its sender in the old view and dropped by the others as
+//! beyond the cut. Such a message therefore goes down at once, over the limit (an
+//! *overdraft*, counted in `overdrafts`), and the window stays closed until credit
+//! covers it. A view resets all credits for its members and reopens the window.
 //!
 //! ## Parameters
 //! - `window` (bytes, default 1 MiB, at least 1): credit a receiver grants ahead.
-//! - `queue` (messages, default 8, at least 1): messages held while the window is
-//!   closed before an overdraft.
 //!
 //! ## Properties
 //! Requires `reliable-fifo` (credits and counts must not be lost or duplicated);
@@ -51,13 +49,13 @@
 //! ## Events generated
 //! `Down::Cast`/`Down::Send` (data, with a one-byte header; credits);
 //! `Up::Flow { open }`. Counters: `blocked` (times the window closed), `credits_sent`,
-//! `credits_received`, `overdrafts`, `queued_peak`, gauge `queued`,
+//! `credits_received`, `overdrafts` (messages sent over a limit while closed),
 //! `malformed_dropped`.
 //!
 //! ## Testing
 //! Unit tests below drive the layer through `Harness` (window closing after `window`
-//! bytes, reopening on credit, bounded queue and overdraft, credit grants every half
-//! window, views, suspicion, sends); `wire.rs` tests the header bytes;
+//! bytes, reopening on credit, messages from above never held, credit grants every
+//! half window, views, suspicion, sends); `wire.rs` tests the header bytes;
 //! `layers/tests/loopback.rs` runs a fast sender against a slow receiver over an
 //! in-order loopback network and checks the bytes in flight stay bounded.
 
@@ -66,7 +64,6 @@ pub mod wire;
 use bytes::Bytes;
 use serde::Deserialize;
 use stack_core::{props, Ctx, Down, Header, Layer, MemberId, Msg, Property, Up};
-use std::collections::VecDeque;
 pub use wire::FlowHdr;
 
 /// Parameters of [`Flow`].
@@ -75,13 +72,11 @@ pub use wire::FlowHdr;
 pub struct FlowParams {
     /// Credit granted ahead by each receiver, bytes.
     pub window: u64,
-    /// Messages held while the window is closed.
-    pub queue: usize,
 }
 
 impl Default for FlowParams {
     fn default() -> Self {
-        FlowParams { window: 1 << 20, queue: 8 }
+        FlowParams { window: 1 << 20 }
     }
 }
 
@@ -111,14 +106,13 @@ pub struct Flow {
     view: u64,
     /// The other members of the view, sorted.
     peers: Vec<Peer>,
-    queue: VecDeque<Down>,
     closed: bool,
 }
 
 impl Flow {
     pub fn new(p: FlowParams) -> Self {
-        let p = FlowParams { window: p.window.max(1), queue: p.queue.max(1) };
-        Flow { p, view: 0, peers: Vec::new(), queue: VecDeque::new(), closed: false }
+        let p = FlowParams { window: p.window.max(1) };
+        Flow { p, view: 0, peers: Vec::new(), closed: false }
     }
 
     fn peer(&mut self, m: MemberId) -> Option<&mut Peer> {
@@ -160,57 +154,23 @@ impl Flow {
         }
     }
 
+    /// A message from above: it goes down at once, whatever the credit (see the
+    /// module documentation), and the window closes as soon as a receiver's credit is
+    /// spent.
     fn data(&mut self, ev: Down, ctx: &mut Ctx) {
-        if self.queue.is_empty() && self.can_go(&ev) {
-            return self.go(ev, ctx);
-        }
-        if self.queue.len() >= self.p.queue {
+        if !self.can_go(&ev) {
             ctx.count("overdrafts", 1);
-            self.send_all(ctx);
-            self.go(ev, ctx);
-            return self.reopen(ctx);
         }
-        self.queue.push_back(ev);
-        ctx.gauge("queued", self.queue.len() as u64);
-        ctx.peak("queued_peak", self.queue.len() as u64);
-        if !self.closed {
+        self.go(ev, ctx);
+        if !self.closed && !self.cast_open() {
             self.closed = true;
             ctx.count("blocked", 1);
             ctx.up(Up::Flow { open: false });
         }
     }
 
-    /// Sends what the credits allow, in order.
-    fn drain(&mut self, ctx: &mut Ctx) {
-        while let Some(ev) = self.queue.front() {
-            let ok = match ev {
-                Down::Cast(_) => self.cast_open(),
-                Down::Send(d, _) => {
-                    let d = *d;
-                    self.peer(d).is_none_or(|p| p.open())
-                }
-                _ => true,
-            };
-            if !ok {
-                break;
-            }
-            let ev = self.queue.pop_front().expect("front exists");
-            self.go(ev, ctx);
-        }
-        ctx.gauge("queued", self.queue.len() as u64);
-        self.reopen(ctx);
-    }
-
-    /// Sends everything queued, over the limits.
-    fn send_all(&mut self, ctx: &mut Ctx) {
-        while let Some(ev) = self.queue.pop_front() {
-            self.go(ev, ctx);
-        }
-        ctx.gauge("queued", 0);
-    }
-
     fn reopen(&mut self, ctx: &mut Ctx) {
-        if self.closed && self.queue.is_empty() && self.cast_open() {
+        if self.closed && self.cast_open() {
             self.closed = false;
             ctx.up(Up::Flow { open: true });
         }
@@ -243,7 +203,7 @@ impl Flow {
                     if let Some(p) = self.peer(from) {
                         p.limit = p.limit.max(limit);
                     }
-                    self.drain(ctx);
+                    self.reopen(ctx);
                 }
             }
             Err(_) => ctx.count("malformed_dropped", 1),
@@ -253,11 +213,6 @@ impl Flow {
     /// Whether the window is closed (the application is being held back).
     pub fn is_closed(&self) -> bool {
         self.closed
-    }
-
-    /// Messages waiting for credit.
-    pub fn queued(&self) -> usize {
-        self.queue.len()
     }
 }
 
@@ -282,7 +237,6 @@ impl Layer for Flow {
         match ev {
             Down::Cast(_) | Down::Send(..) => self.data(ev, ctx),
             Down::View(v) => {
-                self.send_all(ctx);
                 let (me, w) = (ctx.me(), self.p.window);
                 self.view = v.id;
                 let mut ids: Vec<MemberId> =
@@ -309,12 +263,8 @@ impl Layer for Flow {
                         p.suspected = true;
                     }
                 }
-                self.drain(ctx);
+                self.reopen(ctx);
                 ctx.down(Down::Suspect(ms))
-            }
-            ev @ (Down::BlockOk | Down::Leave) => {
-                self.send_all(ctx);
-                ctx.down(ev)
             }
             ev => ctx.down(ev),
         }
