@@ -324,7 +324,7 @@ impl Stack {
             }
             let Some((_, i, id)) = due else { break };
             self.slots[i].timers.retain(|t| t.0 != id);
-            self.queue.push_back(Item::Timer(i, id));
+            self.queue.push_back(Item::Timer(i as u32, id));
             self.run();
         }
     }
@@ -383,7 +383,7 @@ impl Stack {
     fn push_down(&mut self, ev: Down) {
         match self.layers.len() {
             0 => self.net.push_back(ev),
-            n => self.queue.push_back(Item::Down(n - 1, ev)),
+            n => self.queue.push_back(Item::Down((n - 1) as u32, ev)),
         }
     }
 
@@ -411,9 +411,9 @@ impl Stack {
         loop {
             while let Some(item) = self.queue.pop_front() {
                 match item {
-                    Item::Down(i, ev) => self.with_ctx(i, |l, c| l.down(ev, c)),
-                    Item::Up(i, ev) => self.with_ctx(i, |l, c| l.up(ev, c)),
-                    Item::Timer(i, id) => self.with_ctx(i, |l, c| l.timer(id, c)),
+                    Item::Down(i, ev) => self.with_ctx(i as usize, |l, c| l.down(ev, c)),
+                    Item::Up(i, ev) => self.with_ctx(i as usize, |l, c| l.up(ev, c)),
+                    Item::Timer(i, id) => self.with_ctx(i as usize, |l, c| l.timer(id, c)),
                 }
             }
             if self.top.is_empty() {
