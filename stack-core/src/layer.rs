@@ -98,9 +98,16 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// The counter called `name`, created at 0 on first use. Names are string
+    /// literals, so the same literal is found by its address first (no string
+    /// comparison on the hot path); equal names at other addresses still share a slot.
     #[inline]
     fn slot(&mut self, name: &'static str) -> &mut u64 {
-        let i = match self.entries.iter().position(|e| std::ptr::eq(e.0, name) || e.0 == name) {
+        let found = match self.entries.iter().position(|e| std::ptr::eq(e.0, name)) {
+            Some(i) => Some(i),
+            None => self.entries.iter().position(|e| e.0 == name),
+        };
+        let i = match found {
             Some(i) => i,
             None => {
                 self.entries.push((name, 0));
