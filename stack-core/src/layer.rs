@@ -98,9 +98,16 @@ pub struct Counters {
 }
 
 impl Counters {
+    /// The counter called `name`, created at 0 on first use. Names are string
+    /// literals, so the same literal is found by its address first (no string
+    /// comparison on the hot path); equal names at other addresses still share a slot.
     #[inline]
     fn slot(&mut self, name: &'static str) -> &mut u64 {
-        let i = match self.entries.iter().position(|e| std::ptr::eq(e.0, name) || e.0 == name) {
+        let found = match self.entries.iter().position(|e| std::ptr::eq(e.0, name)) {
+            Some(i) => Some(i),
+            None => self.entries.iter().position(|e| e.0 == name),
+        };
+        let i = match found {
             Some(i) => i,
             None => {
                 self.entries.push((name, 0));
@@ -133,12 +140,13 @@ impl Counters {
     }
 }
 
-/// An event waiting in the driver's queue, addressed to a layer.
+/// An event waiting in the driver's queue, addressed to a layer (by its index, kept
+/// to 32 bits so that an item fits in 128 bytes: see `queued_events_stay_small`).
 #[derive(Debug)]
 pub(crate) enum Item {
-    Down(usize, Down),
-    Up(usize, Up),
-    Timer(usize, TimerId),
+    Down(u32, Down),
+    Up(u32, Up),
+    Timer(u32, TimerId),
 }
 
 /// What a layer can do: its only window on the world.
@@ -163,7 +171,7 @@ impl<'a> Ctx<'a> {
         if self.index == 0 {
             self.net.push_back(ev);
         } else {
-            self.queue.push_back(Item::Down(self.index - 1, ev));
+            self.queue.push_back(Item::Down((self.index - 1) as u32, ev));
         }
     }
     /// Passes an event to the layer above (or to the application from the top layer).
@@ -172,7 +180,7 @@ impl<'a> Ctx<'a> {
         if self.index == self.top {
             self.app.push_back(ev);
         } else {
-            self.queue.push_back(Item::Up(self.index + 1, ev));
+            self.queue.push_back(Item::Up((self.index + 1) as u32, ev));
         }
     }
     /// Injected time.
@@ -233,5 +241,17 @@ impl<'a> Ctx<'a> {
     /// this layer's header and every header below it.
     pub fn new_msg(&self, body: Bytes) -> Msg {
         Msg::new(body, self.headroom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Queued events are moved on every hop: they stay small enough to be copied
+    /// inline (at most 128 bytes) rather than through `memcpy` calls.
+    #[test]
+    fn queued_events_stay_small() {
+        assert!(std::mem::size_of::<Item>() <= 128);
     }
 }

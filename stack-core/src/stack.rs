@@ -330,7 +330,7 @@ impl Stack {
             }
             let Some((_, i, id)) = due else { break };
             self.slots[i].timers.retain(|t| t.0 != id);
-            self.queue.push_back(Item::Timer(i, id));
+            self.queue.push_back(Item::Timer(i as u32, id));
             self.run();
         }
     }
@@ -389,14 +389,21 @@ impl Stack {
     fn push_down(&mut self, ev: Down) {
         match self.layers.len() {
             0 => self.net.push_back(ev),
-            n => self.queue.push_back(Item::Down(n - 1, ev)),
+            n => self.queue.push_back(Item::Down((n - 1) as u32, ev)),
         }
     }
 
     #[inline]
     fn with_ctx<R>(&mut self, i: usize, f: impl FnOnce(&mut dyn Layer, &mut Ctx) -> R) -> R {
+        let (layer, mut ctx) = self.layer_and_ctx(i);
+        f(layer, &mut ctx)
+    }
+
+    /// Layer `i` and its context, borrowed apart from each other.
+    #[inline(always)]
+    fn layer_and_ctx(&mut self, i: usize) -> (&mut dyn Layer, Ctx<'_>) {
         let slot = &mut self.slots[i];
-        let mut ctx = Ctx {
+        let ctx = Ctx {
             index: i,
             top: self.layers.len() - 1,
             now: self.now,
@@ -409,7 +416,7 @@ impl Stack {
             counters: &mut slot.counters,
             rng: &mut self.rng,
         };
-        f(self.layers[i].as_mut(), &mut ctx)
+        (self.layers[i].as_mut(), ctx)
     }
 
     /// Drains the queue, then hands what reached the top to the application.
@@ -418,11 +425,22 @@ impl Stack {
             if self.profile.is_some() {
                 self.drain_profiled();
             }
+            // The event is moved straight from the queue into the layer's call (no
+            // closure in between, which costs one more copy of the event per hop).
             while let Some(item) = self.queue.pop_front() {
                 match item {
-                    Item::Down(i, ev) => self.with_ctx(i, |l, c| l.down(ev, c)),
-                    Item::Up(i, ev) => self.with_ctx(i, |l, c| l.up(ev, c)),
-                    Item::Timer(i, id) => self.with_ctx(i, |l, c| l.timer(id, c)),
+                    Item::Down(i, ev) => {
+                        let (l, mut c) = self.layer_and_ctx(i as usize);
+                        l.down(ev, &mut c)
+                    }
+                    Item::Up(i, ev) => {
+                        let (l, mut c) = self.layer_and_ctx(i as usize);
+                        l.up(ev, &mut c)
+                    }
+                    Item::Timer(i, id) => {
+                        let (l, mut c) = self.layer_and_ctx(i as usize);
+                        l.timer(id, &mut c)
+                    }
                 }
             }
             if self.top.is_empty() {

@@ -281,6 +281,8 @@ pub struct Nak {
     digest_interval: u64,
     since_progress: u64,
     progress_dirty: bool,
+    /// (bytes, msgs) last published by `gauges`.
+    gauged: Option<(u64, u64)>,
 }
 
 const PROVIDES: &[Property] = &[props::RELIABLE_FIFO];
@@ -302,10 +304,18 @@ impl Nak {
             nak_timer: None,
             since_progress: 0,
             progress_dirty: false,
+            gauged: None,
         }
     }
 
-    fn gauges(&self, ctx: &mut Ctx) {
+    /// Publishes the buffer gauges; skipped when nothing changed since the last time
+    /// (the counters would be set to the values they already hold).
+    fn gauges(&mut self, ctx: &mut Ctx) {
+        let now = (self.acct.bytes, self.acct.msgs);
+        if self.gauged == Some(now) {
+            return;
+        }
+        self.gauged = Some(now);
         ctx.gauge("buffered_bytes", self.acct.bytes);
         ctx.gauge("buffered_msgs", self.acct.msgs);
         ctx.peak("buffered_bytes_peak", self.acct.bytes);
@@ -529,8 +539,13 @@ impl Nak {
         let n = Self::accept(st, seq, msg, &mut self.acct, self.p.max_ahead, ctx, |m| {
             Up::Cast(from, m)
         });
+        let had_gap = st.nak_at.is_some();
         Self::check_gap(st, n > 0, ctx.now(), self.p.nak_delay_ms);
-        self.arm_nak(ctx);
+        // In order, no gap before or after, no NAK clock running: re-arming would find
+        // nothing due and change nothing (the common case, skipped).
+        if had_gap || st.nak_at.is_some() || self.nak_timer.is_some() {
+            self.arm_nak(ctx);
+        }
         self.note_delivered(n, ctx);
     }
 

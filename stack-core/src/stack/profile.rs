@@ -105,15 +105,15 @@ impl Stack {
     pub(super) fn drain_profiled(&mut self) {
         while let Some(item) = self.queue.pop_front() {
             let (i, cast_in) = match &item {
-                Item::Down(i, Down::Cast(m)) => (*i, Some(m.len() as u64)),
-                Item::Down(i, _) | Item::Up(i, _) | Item::Timer(i, _) => (*i, None),
+                Item::Down(i, Down::Cast(m)) => (*i as usize, Some(m.len() as u64)),
+                Item::Down(i, _) | Item::Up(i, _) | Item::Timer(i, _) => (*i as usize, None),
             };
             let (queued, netted) = (self.queue.len(), self.net.len());
             let start = ticks();
             match item {
-                Item::Down(i, ev) => self.with_ctx(i, |l, c| l.down(ev, c)),
-                Item::Up(i, ev) => self.with_ctx(i, |l, c| l.up(ev, c)),
-                Item::Timer(i, id) => self.with_ctx(i, |l, c| l.timer(id, c)),
+                Item::Down(_, ev) => self.with_ctx(i, |l, c| l.down(ev, c)),
+                Item::Up(_, ev) => self.with_ctx(i, |l, c| l.up(ev, c)),
+                Item::Timer(_, id) => self.with_ctx(i, |l, c| l.timer(id, c)),
             }
             let nanos = ticks().wrapping_sub(start);
             let (mut n, mut bytes) = (0, 0);
