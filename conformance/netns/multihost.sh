@@ -300,11 +300,20 @@ wait_for() {
 all_hosts() { seq 1 "$HOSTS"; }
 others() { all_hosts | grep -vx -e "$1" -e "${2:-0}" | tr '\n' ' '; }
 
-# excluded OLD HOSTS...: HOSTS agree on a view holding exactly them, without OLD.
+# excluded OLD HOSTS...: HOSTS' current members share their last view, it holds
+# them all and not OLD (it may already hold a restarted member of another host).
 excluded() {
-  local old=$1
+  local old=$1 h v
   shift
-  agreed "$@" && [[ " ${VIEW#* } " != *" $old "* ]]
+  VIEW=""
+  for h in "$@"; do
+    v=$(view_of "$h")
+    [ -n "$v" ] || return 1
+    [ -z "$VIEW" ] || [ "$v" = "$VIEW" ] || return 1
+    VIEW=$v
+    [[ " ${VIEW#* } " == *" $(member_of "$h") "* ]] || return 1
+  done
+  [[ " ${VIEW#* } " != *" $old "* ]]
 }
 
 # not_primary I: host I's current member reported it is not in the primary partition.
