@@ -10,8 +10,8 @@
 //! `complete <n>`, and last one JSON object with the run's figures (the only line
 //! starting with `{`).
 //!
-//! Identity: the member is `MemberId::new(fnv1a32(--name), 0)` (random node without
-//! a name). A stack without a membership layer installs one static view at join: the
+//! Identity: the member is `MemberId::new(fnv1a32(--name), --incarnation)` (the
+//! incarnation is 0 unless given; random node without a name). A stack without a membership layer installs one static view at join: the
 //! members named by `--peers` (this member included, in the order given), so every
 //! process of the group must be given the same list. Without `--peers` the view holds
 //! this member alone, and `nak` drops the sequenced casts of everyone else.
@@ -55,6 +55,10 @@ pub struct Args {
     /// This member's name; its id is derived from it (random without).
     #[arg(long)]
     name: Option<String>,
+    /// The incarnation of the member id derived from `--name`: a process that
+    /// restarts under the same name is a new member when given a new incarnation.
+    #[arg(long, default_value_t = 0, value_name = "N", requires = "name")]
+    incarnation: u32,
     /// Every member's name, for stacks without a membership layer (the static view).
     #[arg(long, value_delimiter = ',', value_name = "NAMES")]
     peers: Vec<String>,
@@ -290,7 +294,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let desc = proc::load_stack(&args.stack, &reg)?;
     let spec = transport(&args, &desc.transport)?;
     let (me, name) = match &args.name {
-        Some(n) => (proc::member_id(n), n.clone()),
+        Some(n) => (MemberId::new(proc::member_id(n).node(), args.incarnation), n.clone()),
         None => {
             let id = proc::random_member_id();
             (id, id.to_string())
