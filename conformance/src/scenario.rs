@@ -203,7 +203,10 @@ pub fn sim_config(scn: &Scenario, desc: &Descriptor) -> SimConfig {
         workload,
         faults,
         deadline_ms: scn.deadline_ms,
-        settle_ms: 1000,
+        // Quiet must outlast the slowest repair timer: nak's digest backs off to 1.6 s
+        // while nothing is new, so a last message lost during a partition is
+        // announced up to 1.6 s after the heal.
+        settle_ms: 2500,
         ..SimConfig::default()
     }
 }
