@@ -12,7 +12,7 @@ fn bench_with_raw_baseline_prints_one_json_object() {
     c.args(["bench", "--stack", &stack("fifo.ron"), "--members", "3", "--size", "1024"])
         .args(["--seconds", "1", "--raw", "--json"])
         .args(["--group", "239.255.42.45:7445", "--raw-group", "239.255.42.46:7446"])
-        .args(["--udpu-port", "7561"])
+        .args(["--udpu-port", "7581"])
         .stderr(Stdio::inherit());
     let mut m = Member::spawn("bench", c);
     let (ok, json) = m.finish(Duration::from_secs(90));
