@@ -16,6 +16,9 @@
 //! smaller `MemberId`, it founds the group as the singleton view 1 (a later
 //! incarnation, which knows the group existed, waits `refound_ms` instead, so an
 //! excluded member that cannot reach the group yet does not found a second one).
+//! A member of a view answers a `Discover` or `JoinReq` from a process already in
+//! that view with the view's `Install` (`installs_resent`): the joiner lost its
+//! `Install`, and the coordinator that sent it may have left or failed since.
 //! Of processes
 //! starting together only the smallest founds; the others defer and join it, so two
 //! histories never share a view id. (Two groups founded in disjoint partitions are
@@ -92,7 +95,7 @@
 //! `Suspect`, `Cut`. Up: `View`, `Block`, `NotPrimary`, `Exit`, `Suspect` (passed on),
 //! `Progress` (passed on), casts and sends of the layers above. `Down::BlockOk` is
 //! passed on. Counters: `views_installed`, `rounds_started`, `beyond_cut_dropped`,
-//! `malformed_dropped`, `not_member_dropped`, `probes_sent`.
+//! `malformed_dropped`, `not_member_dropped`, `probes_sent`, `installs_resent`.
 //!
 //! # Testing
 //!
@@ -885,6 +888,14 @@ impl Membership {
         match c {
             Ctl::Discover => match self.phase {
                 Phase::Discovering if from < me => self.disc_lower = true,
+                // A joiner added to this view that is still looking for the group
+                // lost its Install (and the coordinator that sent it may be gone):
+                // it can only be in the view it was added in, since every later view
+                // needs its report. Without this answer it would found a second group.
+                Phase::Member if self.in_view(from) && from != me => {
+                    ctx.count("installs_resent", 1);
+                    self.answer_lagging(from, ctx);
+                }
                 Phase::Member if !self.in_view(from) => {
                     let Some(coord) = self.acting() else { return };
                     let view = self.view_id();
@@ -903,7 +914,10 @@ impl Membership {
                 }
             }
             Ctl::JoinReq => {
-                if self.phase == Phase::Member && !self.in_view(from) {
+                if self.phase == Phase::Member && self.in_view(from) && from != me {
+                    ctx.count("installs_resent", 1);
+                    self.answer_lagging(from, ctx);
+                } else if self.phase == Phase::Member && !self.in_view(from) {
                     match self.acting() {
                         Some(c) if c == me => self.add_joiner(from, ctx),
                         Some(coord) => {

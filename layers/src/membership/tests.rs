@@ -286,3 +286,17 @@ fn a_survivor_reports_only_once_its_own_casts_came_back_from_below() {
         )]
     );
 }
+
+#[test]
+fn a_joiner_in_the_view_that_still_discovers_gets_the_install_again() {
+    // J was added to view 3 but lost its Install, and the coordinator that sent it
+    // may be gone: any member answers its Discover or JoinReq with the view.
+    let mut h = member_of(B, &[A, B, J]);
+    let install = Ctl::Install { view: 3, reason: ViewReason::Join, members: vec![A, B, J] };
+    h.up(Up::Cast(J, wire_ctl(&Ctl::Discover)));
+    assert_eq!(sends(&h.take_down()), vec![(J, install.clone())]);
+    h.up(Up::Send(J, wire_ctl(&Ctl::JoinReq)));
+    assert_eq!(sends(&h.take_down()), vec![(J, install)]);
+    assert_eq!(h.counters.get("installs_resent"), 2);
+    assert!(h.take_up().is_empty(), "no round for a member already in the view");
+}
