@@ -678,8 +678,8 @@ impl Sim {
         None
     }
 
-    /// Whether every live member delivered every cast it must: each cast sent in a
-    /// view the member installed, by a sender still live or delivered by some live
+    /// Whether every live member is in the same view and delivered every cast it
+    /// must: each cast sent in a view the member installed, by a sender still live or delivered by some live
     /// member. (Counting deliveries is not enough: after a crash a member holds the
     /// crashed sender's casts while another is still fetching them, and its count
     /// can reach what the live senders cast while repair goes on. A cast of a failed
@@ -687,6 +687,13 @@ impl Sim {
     /// for; a member is not expected to deliver casts of views before it joined.)
     pub fn all_delivered(&self) -> bool {
         let live: Vec<MemberId> = self.live_members();
+        // A member still catching up on a view change (or not yet in a view) is not
+        // done: members must end in one view.
+        let mut views = self.nodes.iter().filter_map(|n| n.stack.as_ref()).map(|s| s.view());
+        let first = views.next().flatten();
+        if first.is_none() || views.any(|v| v != first) {
+            return false;
+        }
         let (no_views, no_casts) = (BTreeSet::new(), BTreeSet::new());
         let sets: Vec<(&BTreeSet<u64>, &BTreeSet<(MemberId, u64)>)> = live
             .iter()
