@@ -211,6 +211,9 @@ impl Node {
     }
 }
 
+/// Casts by `(sender, seq)`.
+type CastSet = BTreeSet<(MemberId, u64)>;
+
 /// The simulator. See the module documentation.
 pub struct Sim {
     cfg: SimConfig,
@@ -230,7 +233,7 @@ pub struct Sim {
     /// Every workload cast, `(sender, seq)`, with the view its sender cast it in.
     cast_view: BTreeMap<(MemberId, u64), u64>,
     /// Per member: the casts it delivered and the views it installed.
-    got: BTreeMap<MemberId, BTreeSet<(MemberId, u64)>>,
+    got: BTreeMap<MemberId, CastSet>,
     installed: BTreeMap<MemberId, BTreeSet<u64>>,
     /// Bumped whenever what [`Sim::all_delivered`] judges changes; with its last answer.
     judged: u64,
@@ -695,7 +698,7 @@ impl Sim {
             return false;
         }
         let (no_views, no_casts) = (BTreeSet::new(), BTreeSet::new());
-        let sets: Vec<(&BTreeSet<u64>, &BTreeSet<(MemberId, u64)>)> = live
+        let sets: Vec<(&BTreeSet<u64>, &CastSet)> = live
             .iter()
             .map(|m| {
                 (self.installed.get(m).unwrap_or(&no_views), self.got.get(m).unwrap_or(&no_casts))
