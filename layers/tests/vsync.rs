@@ -354,6 +354,25 @@ fn converge_subset(sim: &mut Sim, nodes: &[u32], n: usize, bound_ms: u64) {
 
 /// A wider seed sweep over mixed faults (run with `--ignored`).
 #[test]
+fn a_joiner_whose_install_is_lost_as_the_coordinator_leaves_still_gets_in() {
+    // Seed 123 of the sweep below: m3.0 crashes, m5.0 joins, the coordinator m0.0
+    // leaves; m0.0 installs the view adding m5.0 and exits, the Install to m5.0 is
+    // lost and nobody resent it, so m5.0 founded a second group after a second.
+    let seed = 123;
+    let mut s =
+        sim_with(seed, 5, NetConfig::lossy(0.05, 0.01, 0.02), Workload::every(100, 64, 10_000));
+    converge(&mut s, 5, 8000);
+    s.apply(Action::Crash(3));
+    s.run_for_ms(seed % 1500);
+    s.apply(Action::Join);
+    s.run_for_ms(seed % 700);
+    s.apply(Action::Leave(0));
+    s.run_until_quiet();
+    assert_one_view(&s, 4);
+    assert_conforms(&s);
+}
+
+#[test]
 #[ignore]
 fn sweep_mixed_faults() {
     let mut bad = Vec::new();

@@ -16,6 +16,9 @@
 //! smaller `MemberId`, it founds the group as the singleton view 1 (a later
 //! incarnation, which knows the group existed, waits `refound_ms` instead, so an
 //! excluded member that cannot reach the group yet does not found a second one).
+//! A member of a view answers a `Discover` or `JoinReq` from a process already in
+//! that view with the view's `Install` (`installs_resent`): the joiner lost its
+//! `Install`, and the coordinator that sent it may have left or failed since.
 //! Of processes
 //! starting together only the smallest founds; the others defer and join it, so two
 //! histories never share a view id. (Two groups founded in disjoint partitions are
@@ -28,8 +31,12 @@
 //!    members it does not suspect). A survivor promises the ballot (ignores lower
 //!    ones), adopts the exclusions, emits `Up::Block` once, and from now on holds back
 //!    casts from non-survivors.
-//! 2. After `Down::BlockOk` from above (this member casts nothing more in the view)
-//!    and once the reliable layer's `Progress` covers every delivered cast, it answers
+//! 2. After `Down::BlockOk` from above (this member casts nothing more in the view;
+//!    it is passed on, so a layer below holding casts back sends them), once every
+//!    cast this member passed down has come back up from the reliable layer (a cast
+//!    still held below would otherwise be delivered by its sender beyond the cut, or
+//!    numbered in the next view), and once the reliable layer's `Progress` covers
+//!    every delivered cast, it answers
 //!    `Report{delivered, progress, accepted}`: per sender the number of casts of the
 //!    layers above it delivered in the view, the reliable layer's counts, and the
 //!    proposal it accepted earlier in this change, if any.
@@ -87,8 +94,8 @@
 //! Down: `Cast` (`Data` tag; `Discover`), `Send` (`Data`; control messages), `View`,
 //! `Suspect`, `Cut`. Up: `View`, `Block`, `NotPrimary`, `Exit`, `Suspect` (passed on),
 //! `Progress` (passed on), casts and sends of the layers above. `Down::BlockOk` is
-//! consumed. Counters: `views_installed`, `rounds_started`, `beyond_cut_dropped`,
-//! `malformed_dropped`, `not_member_dropped`, `probes_sent`.
+//! passed on. Counters: `views_installed`, `rounds_started`, `beyond_cut_dropped`,
+//! `malformed_dropped`, `not_member_dropped`, `probes_sent`, `installs_resent`.
 //!
 //! # Testing
 //!
@@ -219,6 +226,11 @@ pub struct Membership {
     delivered: BTreeMap<MemberId, u64>,
     progress: Counts,
     progress_stale: bool,
+    /// This member's casts (of the layers above) passed down in this view, and those
+    /// of them that came back up from the reliable layer: a layer in between (flow)
+    /// may hold casts back, and a report must count every cast this member made.
+    own_down: u64,
+    own_up: u64,
     block_ok: bool,
     block_sent: bool,
     block_since: Time,
@@ -260,6 +272,8 @@ impl Membership {
             delivered: BTreeMap::new(),
             progress: Vec::new(),
             progress_stale: false,
+            own_down: 0,
+            own_up: 0,
             block_ok: false,
             block_sent: false,
             block_since: Time::ZERO,
@@ -423,6 +437,8 @@ impl Membership {
         self.delivered.clear();
         self.progress.clear();
         self.progress_stale = false;
+        self.own_down = 0;
+        self.own_up = 0;
         self.block_ok = false;
         self.block_sent = false;
         self.not_primary = false;
@@ -619,7 +635,7 @@ impl Membership {
 
     fn try_report(&mut self, ctx: &mut Ctx) {
         let Some(b) = self.pending_report else { return };
-        if !self.block_ok || self.progress_stale {
+        if !self.block_ok || self.progress_stale || self.own_up < self.own_down {
             return;
         }
         self.pending_report = None;
@@ -701,6 +717,9 @@ impl Membership {
         if self.phase != Phase::Member {
             ctx.count("not_member_dropped", 1);
             return;
+        }
+        if from == ctx.me() {
+            self.own_up += 1;
         }
         if self.accepted.is_some() {
             self.deliver_within_cut(from, m, ctx);
@@ -869,6 +888,14 @@ impl Membership {
         match c {
             Ctl::Discover => match self.phase {
                 Phase::Discovering if from < me => self.disc_lower = true,
+                // A joiner added to this view that is still looking for the group
+                // lost its Install (and the coordinator that sent it may be gone):
+                // it can only be in the view it was added in, since every later view
+                // needs its report. Without this answer it would found a second group.
+                Phase::Member if self.in_view(from) && from != me => {
+                    ctx.count("installs_resent", 1);
+                    self.answer_lagging(from, ctx);
+                }
                 Phase::Member if !self.in_view(from) => {
                     let Some(coord) = self.acting() else { return };
                     let view = self.view_id();
@@ -887,7 +914,10 @@ impl Membership {
                 }
             }
             Ctl::JoinReq => {
-                if self.phase == Phase::Member && !self.in_view(from) {
+                if self.phase == Phase::Member && self.in_view(from) && from != me {
+                    ctx.count("installs_resent", 1);
+                    self.answer_lagging(from, ctx);
+                } else if self.phase == Phase::Member && !self.in_view(from) {
                     match self.acting() {
                         Some(c) if c == me => self.add_joiner(from, ctx),
                         Some(coord) => {
@@ -986,6 +1016,9 @@ impl Layer for Membership {
     fn down(&mut self, ev: Down, ctx: &mut Ctx) {
         match ev {
             Down::Cast(mut m) => {
+                if self.phase == Phase::Member {
+                    self.own_down += 1;
+                }
                 m.push(&MbrHdr::Data);
                 ctx.down(Down::Cast(m));
             }
@@ -1003,7 +1036,9 @@ impl Layer for Membership {
                 Phase::Idle | Phase::Discovering => self.exit(ctx),
             },
             Down::BlockOk => {
+                // Passed on: a layer below that holds casts back (flow) sends them now.
                 self.block_ok = true;
+                ctx.down(Down::BlockOk);
                 self.try_report(ctx);
             }
             other => ctx.down(other),

@@ -86,7 +86,8 @@ fn a_join_is_one_round_prepare_report_propose_ack_install() {
     assert!(matches!(&h.take_up()[..], [Up::Block]));
     h.down(Down::BlockOk);
     let d = h.take_down();
-    assert!(matches!(&d[0], Down::Cut(sv) if sv.view == 1));
+    assert!(matches!(&d[0], Down::BlockOk), "passed on to the layers below");
+    assert!(matches!(&d[1], Down::Cut(sv) if sv.view == 1));
     let s = sends(&d);
     assert_eq!(
         s,
@@ -235,4 +236,67 @@ fn malformed_control_messages_are_dropped_and_counted() {
     h.up(Up::Send(A, Msg::from_wire(Bytes::from_static(&[7]))));
     assert!(h.take_up().is_empty());
     assert_eq!(h.counters.get("malformed_dropped"), 2);
+}
+
+#[test]
+fn a_survivor_reports_only_once_its_own_casts_came_back_from_below() {
+    // A layer between membership and the reliable layer (flow) may hold a cast of
+    // this member back: reporting before it comes up would leave it out of the cut
+    // while this member delivers it, beyond the cut or in the next view.
+    let mut h = member_of(B, &[A, B, C]);
+    let own = || {
+        let mut m = Msg::new(Bytes::from_static(b"b1"), 8);
+        m.push(&MbrHdr::Data);
+        m
+    };
+    h.down(Down::Cast(Msg::new(Bytes::from_static(b"b1"), 8)));
+    assert!(matches!(&h.take_down()[..], [Down::Cast(_)]));
+    let ballot = Ballot { n: 1, by: A };
+    h.up(Up::Send(
+        A,
+        wire_ctl(&Ctl::Prepare {
+            ballot,
+            view: 3,
+            members: vec![A, B, C],
+            survivors: vec![A, B, C],
+            joiners: vec![J],
+            leavers: vec![],
+        }),
+    ));
+    assert!(matches!(&h.take_up()[..], [Up::Block]));
+    h.down(Down::BlockOk);
+    let d = h.take_down();
+    assert!(matches!(&d[..], [Down::BlockOk]), "no report while b1 is held below: {d:?}");
+    h.up(Up::Cast(B, Msg::from_wire(own().to_bytes())));
+    assert!(matches!(&h.take_up()[..], [Up::Cast(from, _)] if *from == B));
+    assert!(h.take_down().is_empty(), "no report before Progress covers b1");
+    h.up(Up::Progress(SeqVector { view: 3, entries: vec![(A, 0), (B, 1), (C, 0)] }));
+    h.take_up();
+    assert_eq!(
+        sends(&h.take_down()),
+        vec![(
+            A,
+            Ctl::Report {
+                ballot,
+                view: 3,
+                delivered: vec![(B, 1)],
+                progress: vec![(A, 0), (B, 1), (C, 0)],
+                accepted: None
+            }
+        )]
+    );
+}
+
+#[test]
+fn a_joiner_in_the_view_that_still_discovers_gets_the_install_again() {
+    // J was added to view 3 but lost its Install, and the coordinator that sent it
+    // may be gone: any member answers its Discover or JoinReq with the view.
+    let mut h = member_of(B, &[A, B, J]);
+    let install = Ctl::Install { view: 3, reason: ViewReason::Join, members: vec![A, B, J] };
+    h.up(Up::Cast(J, wire_ctl(&Ctl::Discover)));
+    assert_eq!(sends(&h.take_down()), vec![(J, install.clone())]);
+    h.up(Up::Send(J, wire_ctl(&Ctl::JoinReq)));
+    assert_eq!(sends(&h.take_down()), vec![(J, install)]);
+    assert_eq!(h.counters.get("installs_resent"), 2);
+    assert!(h.take_up().is_empty(), "no round for a member already in the view");
 }

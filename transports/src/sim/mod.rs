@@ -56,7 +56,7 @@ use bytes::Bytes;
 use stack_core::packet::PacketHeader;
 use stack_core::{AppEvent, Header, MemberId, NetOut, Rng, Stack, StackConfig, Time, TraceWriter};
 use std::cmp::Ordering;
-use std::collections::{BTreeMap, BinaryHeap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, BinaryHeap, VecDeque};
 use std::io::{self, Write};
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -211,6 +211,9 @@ impl Node {
     }
 }
 
+/// Casts by `(sender, seq)`.
+type CastSet = BTreeSet<(MemberId, u64)>;
+
 /// The simulator. See the module documentation.
 pub struct Sim {
     cfg: SimConfig,
@@ -227,6 +230,14 @@ pub struct Sim {
     stats: NetStats,
     traces: BTreeMap<MemberId, SharedBuf>,
     delivered: BTreeMap<MemberId, u64>,
+    /// Every workload cast, `(sender, seq)`, with the view its sender cast it in.
+    cast_view: BTreeMap<(MemberId, u64), u64>,
+    /// Per member: the casts it delivered and the views it installed.
+    got: BTreeMap<MemberId, CastSet>,
+    installed: BTreeMap<MemberId, BTreeSet<u64>>,
+    /// Bumped whenever what [`Sim::all_delivered`] judges changes; with its last answer.
+    judged: u64,
+    last_judgement: Option<(u64, bool)>,
     dead_counters: BTreeMap<String, u64>,
     dead_peaks: BTreeMap<String, u64>,
     integrity_errors: u64,
@@ -267,6 +278,11 @@ impl Sim {
             stats: NetStats::default(),
             traces: BTreeMap::new(),
             delivered: BTreeMap::new(),
+            cast_view: BTreeMap::new(),
+            got: BTreeMap::new(),
+            installed: BTreeMap::new(),
+            judged: 0,
+            last_judgement: None,
             dead_counters: BTreeMap::new(),
             dead_peaks: BTreeMap::new(),
             integrity_errors: 0,
@@ -457,6 +473,7 @@ impl Sim {
         node.tick_at = None;
         node.inbox.clear();
         node.draining = false;
+        self.judged += 1;
         self.retire_counters(&stack);
         drop(stack);
     }
@@ -597,8 +614,8 @@ impl Sim {
     /// Runs until the group is quiet, then writes the `end` line of every live
     /// member's trace ([`Sim::finish`]). Quiet means: no scheduled action is pending,
     /// every live member has cast its whole workload, and either
-    /// - no packet is in flight or queued and every live member delivered at least as
-    ///   many casts as live members sent ([`StopReason::AllDelivered`]), or
+    /// - no packet is in flight or queued and every live member delivered every cast it
+    ///   must (see [`Sim::all_delivered`]; [`StopReason::AllDelivered`]), or
     /// - nothing was delivered, cast or installed for `settle_ms`
     ///   ([`StopReason::Settled`]);
     ///
@@ -640,14 +657,20 @@ impl Sim {
             && self.nodes.iter().all(|n| !n.live() || n.leaving || n.sent >= n.to_send)
     }
 
-    fn quiet(&self, settle: std::time::Duration) -> Option<StopReason> {
+    fn quiet(&mut self, settle: std::time::Duration) -> Option<StopReason> {
         if !self.workloads_done() {
             return None;
         }
         let idle = self.in_flight == 0 && self.nodes.iter().all(|n| n.inbox.is_empty());
         if idle {
-            let sent: u64 = self.nodes.iter().filter(|n| n.live()).map(|n| n.sent).sum();
-            let all = self.nodes.iter().filter(|n| n.live()).all(|n| self.delivered(n.id) >= sent);
+            let all = match self.last_judgement {
+                Some((at, all)) if at == self.judged => all,
+                _ => {
+                    let all = self.all_delivered();
+                    self.last_judgement = Some((self.judged, all));
+                    all
+                }
+            };
             if all {
                 return Some(StopReason::AllDelivered);
             }
@@ -656,6 +679,35 @@ impl Sim {
             return Some(StopReason::Settled);
         }
         None
+    }
+
+    /// Whether every live member is in the same view and delivered every cast it
+    /// must: each cast sent in a view the member installed, by a sender still live or delivered by some live
+    /// member. (Counting deliveries is not enough: after a crash a member holds the
+    /// crashed sender's casts while another is still fetching them, and its count
+    /// can reach what the live senders cast while repair goes on. A cast of a failed
+    /// sender that no live member delivered may be lost for good and is not waited
+    /// for; a member is not expected to deliver casts of views before it joined.)
+    pub fn all_delivered(&self) -> bool {
+        let live: Vec<MemberId> = self.live_members();
+        // A member still catching up on a view change (or not yet in a view) is not
+        // done: members must end in one view.
+        let mut views = self.nodes.iter().filter_map(|n| n.stack.as_ref()).map(|s| s.view());
+        let first = views.next().flatten();
+        if first.is_none() || views.any(|v| v != first) {
+            return false;
+        }
+        let (no_views, no_casts) = (BTreeSet::new(), BTreeSet::new());
+        let sets: Vec<(&BTreeSet<u64>, &CastSet)> = live
+            .iter()
+            .map(|m| {
+                (self.installed.get(m).unwrap_or(&no_views), self.got.get(m).unwrap_or(&no_casts))
+            })
+            .collect();
+        self.cast_view.iter().all(|(id, view)| {
+            let needed = live.contains(&id.0) || sets.iter().any(|(_, got)| got.contains(id));
+            !needed || sets.iter().all(|(views, got)| !views.contains(view) || got.contains(id))
+        })
     }
 
     /// Writes the `end` line of every live member's trace (once). Call it when the run
@@ -726,6 +778,8 @@ impl Sim {
         match ev {
             AppEvent::Deliver { from, seq, payload } => {
                 *self.delivered.entry(me).or_insert(0) += 1;
+                self.got.entry(me).or_default().insert((from, seq));
+                self.judged += 1;
                 if !payload_ok(from, seq, &payload) {
                     self.integrity_errors += 1;
                 }
@@ -741,7 +795,9 @@ impl Sim {
                     app.set_state(s);
                 }
             }
-            AppEvent::View(_) => {
+            AppEvent::View(v) => {
+                self.installed.entry(me).or_default().insert(v.id);
+                self.judged += 1;
                 self.last_activity = now;
                 self.schedule_tick(n, now);
             }
@@ -781,12 +837,15 @@ impl Sim {
                 break;
             }
             let len = self.wl_rng.range(wl.min_size as u64, wl.max_size as u64) as usize;
+            let view = stack.view().map_or(0, |v| v.id);
             match stack.cast(now, payload(me, node.sent + 1, len)) {
                 Ok(seq) => {
                     debug_assert_eq!(seq, node.sent + 1);
                     node.sent += 1;
                     self.sent += 1;
                     self.last_activity = now;
+                    self.cast_view.insert((me, seq), view);
+                    self.judged += 1;
                 }
                 Err(_) => refused = true,
             }
