@@ -252,8 +252,13 @@ done
 # The current log of host I.
 cur_log() { echo "$OUT/logs/h$1.$(cat "$OUT/inc-h$1" 2>/dev/null || echo 0).log"; }
 # The member id of host I's current incarnation (empty before it printed it).
+# A member excluded while alive rejoins in the same process as its next
+# incarnation and logs "rejoin <id>": the latest of those names it.
 member_of() {
-  sed -nE 's/^[0-9]+\tmember [^ ]+ \((m[0-9]+\.[0-9]+)\).*/\1/p' "$(cur_log "$1")" 2>/dev/null | head -1
+  local log
+  log=$(cur_log "$1")
+  sed -nE -e 's/^[0-9]+\tmember [^ ]+ \((m[0-9]+\.[0-9]+)\).*/\1/p' \
+    -e 's/^[0-9]+\trejoin (m[0-9]+\.[0-9]+).*/\1/p' "$log" 2>/dev/null | tail -1
 }
 # The last view of host I's current incarnation: "<id> <member>...".
 view_of() {

@@ -402,3 +402,22 @@ fn sweep_mixed_faults() {
     }
     assert!(bad.is_empty(), "{bad:#?}");
 }
+
+#[test]
+fn a_single_member_cut_off_rejoins_after_the_heal() {
+    for seed in [30, 31, 32] {
+        let mut s =
+            sim_with(seed, 5, NetConfig::lossy(0.05, 0.0, 0.0), Workload::every(400, 100, 5_000));
+        converge(&mut s, 5, 5000);
+        s.run_for_ms(1000);
+        s.apply(Action::Partition(vec![4], vec![0, 1, 2, 3]));
+        converge_subset(&mut s, &[0, 1, 2, 3], 4, 5000);
+        s.run_for_ms(3000);
+        s.apply(Action::HealAll);
+        converge(&mut s, 5, 8000);
+        assert!(s.member(4).unwrap().incarnation() >= 1);
+        s.run_until_quiet();
+        assert_one_view(&s, 5);
+        assert_conforms(&s);
+    }
+}
