@@ -35,7 +35,11 @@
 //! are dropped (`foreign_dropped`), and all buffers of the old view are released.
 //! Before the first view (or while this member is not in its view) casts go out
 //! `Unseq`: unsequenced, unreliable, passed up by every receiver as they come
-//! (discovery traffic for a membership layer).
+//! (discovery traffic for a membership layer). An unsequenced cast from a member
+//! whose sequenced casts in the current view already arrived was sent before that
+//! member installed the view and overtaken: it is dropped (`stale_unseq_dropped`),
+//! so that the layers above see each member's casts of a view as one reliable FIFO
+//! stream, never with a stray message in the middle of it.
 //!
 //! *Flush cut.* `Down::Cut(vector)` (from the membership layer during a view change)
 //! says that every cast of each listed sender numbered below its count exists in the
@@ -67,7 +71,8 @@
 //! (passed on). `Down::Stable`, `Down::Cut` and `Down::Suspect` are consumed. Up: `Cast`, `Send`, `Progress`.
 //! Counters: `naks_sent`, `naks_received`, `retransmissions`, `digests_sent`,
 //! `duplicates_dropped`, `malformed_dropped`, `foreign_dropped`, `other_view_dropped`,
-//! `own_dropped`, `window_dropped`, `delivered`, `unsequenced_received`; gauges
+//! `own_dropped`, `window_dropped`, `delivered`, `unsequenced_received`,
+//! `stale_unseq_dropped`; gauges
 //! `buffered_bytes`, `buffered_msgs`, and the high-water mark `buffered_bytes_peak`.
 //!
 //! # Testing
@@ -756,6 +761,13 @@ impl Nak {
         }
     }
 
+    /// Whether a sequenced cast of `from` in the current view arrived here (`from`
+    /// installed the view: everything it casts from then on is sequenced).
+    fn sequencing(&self, from: MemberId) -> bool {
+        let Some(vs) = self.view.as_ref() else { return false };
+        vs.index(from).is_some_and(|i| vs.streams[i].known > 0)
+    }
+
     fn on_up(&mut self, from: MemberId, is_cast: bool, mut msg: Msg, ctx: &mut Ctx) {
         let hdr = match msg.pop::<NakHdr>() {
             Ok(h) => h,
@@ -768,6 +780,12 @@ impl Nak {
             NakHdr::Unseq => {
                 if from == ctx.me() {
                     ctx.count("own_dropped", 1);
+                } else if is_cast && self.sequencing(from) {
+                    // Sent before `from` installed this view and overtaken by its
+                    // sequenced casts: passed up, it would land in the middle of the
+                    // reliable stream above (frag would take it for a cut stream and
+                    // drop the message it is reassembling).
+                    ctx.count("stale_unseq_dropped", 1);
                 } else {
                     ctx.count("unsequenced_received", 1);
                     ctx.up(if is_cast { Up::Cast(from, msg) } else { Up::Send(from, msg) });

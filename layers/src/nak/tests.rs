@@ -425,3 +425,23 @@ fn a_flush_cut_fetches_a_gone_senders_messages_from_other_members_only() {
     let casts = ups(&mut h).into_iter().filter(|u| matches!(u, U::Cast(..))).count();
     assert_eq!(casts, 2, "both fetched messages delivered");
 }
+
+#[test]
+fn a_stale_unsequenced_cast_from_a_member_sequencing_in_the_view_is_dropped() {
+    // M2 probed unsequenced before it installed view 1; the probe was overtaken by the
+    // first fragment of its first sequenced cast. Passed up, it would fall between
+    // that message's fragments.
+    let mut h = joined(NakParams::default());
+    h.up(Up::Cast(M2, wire(NakHdr::Unseq, b"probe-early")));
+    assert_eq!(ups(&mut h), [U::Cast(M2, b"probe-early".to_vec())]);
+    h.up(Up::Cast(M2, data(1, 0, b"first")));
+    assert_eq!(ups(&mut h), [U::Cast(M2, b"first".to_vec())]);
+    h.up(Up::Cast(M2, wire(NakHdr::Unseq, b"probe-late")));
+    h.up(Up::Cast(M2, data(1, 1, b"second")));
+    assert_eq!(ups(&mut h), [U::Cast(M2, b"second".to_vec())]);
+    assert_eq!(h.counters.get("stale_unseq_dropped"), 1);
+    // A member not yet sequencing in the view (or outside it) is still heard.
+    h.up(Up::Cast(M3, wire(NakHdr::Unseq, b"join?")));
+    h.up(Up::Cast(OUT, wire(NakHdr::Unseq, b"join?")));
+    assert_eq!(ups(&mut h), [U::Cast(M3, b"join?".to_vec()), U::Cast(OUT, b"join?".to_vec())]);
+}
