@@ -149,19 +149,35 @@ pub(crate) enum Item {
     Timer(u32, TimerId),
 }
 
-/// What a layer can do: its only window on the world.
-pub struct Ctx<'a> {
-    pub(crate) index: usize,
+/// The driver's state every layer's context shares: built once, not per event.
+pub(crate) struct Core {
+    /// Index of the top layer.
     pub(crate) top: usize,
     pub(crate) now: Time,
     pub(crate) me: MemberId,
+    pub(crate) queue: VecDeque<Item>,
+    /// Events passed down by the bottom layer, for the transport.
+    pub(crate) net: VecDeque<Down>,
+    /// Events passed up by the top layer, for the application.
+    pub(crate) app: VecDeque<Up>,
+    pub(crate) rng: Rng,
+}
+
+/// One layer's own state in the driver.
+#[derive(Default)]
+pub(crate) struct Slot {
+    pub(crate) timers: Vec<(TimerId, Time)>,
+    pub(crate) counters: Counters,
+    /// Headroom for a message created at this layer.
     pub(crate) headroom: usize,
-    pub(crate) queue: &'a mut VecDeque<Item>,
-    pub(crate) net: &'a mut VecDeque<Down>,
-    pub(crate) app: &'a mut VecDeque<Up>,
-    pub(crate) timers: &'a mut Vec<(TimerId, Time)>,
-    pub(crate) counters: &'a mut Counters,
-    pub(crate) rng: &'a mut Rng,
+}
+
+/// What a layer can do: its only window on the world. Three words, built for every
+/// event a layer handles.
+pub struct Ctx<'a> {
+    pub(crate) index: usize,
+    pub(crate) core: &'a mut Core,
+    pub(crate) slot: &'a mut Slot,
 }
 
 impl<'a> Ctx<'a> {
@@ -169,78 +185,78 @@ impl<'a> Ctx<'a> {
     #[inline]
     pub fn down(&mut self, ev: Down) {
         if self.index == 0 {
-            self.net.push_back(ev);
+            self.core.net.push_back(ev);
         } else {
-            self.queue.push_back(Item::Down((self.index - 1) as u32, ev));
+            self.core.queue.push_back(Item::Down((self.index - 1) as u32, ev));
         }
     }
     /// Passes an event to the layer above (or to the application from the top layer).
     #[inline]
     pub fn up(&mut self, ev: Up) {
-        if self.index == self.top {
-            self.app.push_back(ev);
+        if self.index == self.core.top {
+            self.core.app.push_back(ev);
         } else {
-            self.queue.push_back(Item::Up((self.index + 1) as u32, ev));
+            self.core.queue.push_back(Item::Up((self.index + 1) as u32, ev));
         }
     }
     /// Injected time.
     #[inline]
     pub fn now(&self) -> Time {
-        self.now
+        self.core.now
     }
     /// This member.
     #[inline]
     pub fn me(&self) -> MemberId {
-        self.me
+        self.core.me
     }
     /// Sets (or moves) timer `id` to fire at `at`.
     pub fn set_timer(&mut self, id: TimerId, at: Time) {
-        match self.timers.iter_mut().find(|t| t.0 == id) {
+        match self.slot.timers.iter_mut().find(|t| t.0 == id) {
             Some(t) => t.1 = at,
-            None => self.timers.push((id, at)),
+            None => self.slot.timers.push((id, at)),
         }
     }
     /// Sets (or moves) timer `id` to fire `after` from now.
     pub fn set_timer_after(&mut self, id: TimerId, after: Duration) {
-        let at = self.now + after;
+        let at = self.core.now + after;
         self.set_timer(id, at)
     }
     /// Whether timer `id` is set.
     pub fn timer_is_set(&self, id: TimerId) -> bool {
-        self.timers.iter().any(|t| t.0 == id)
+        self.slot.timers.iter().any(|t| t.0 == id)
     }
     /// Cancels timer `id` (no effect if it is not set).
     pub fn cancel_timer(&mut self, id: TimerId) {
-        self.timers.retain(|t| t.0 != id);
+        self.slot.timers.retain(|t| t.0 != id);
     }
     /// The stack's seeded random generator.
     pub fn rng(&mut self) -> &mut Rng {
-        self.rng
+        &mut self.core.rng
     }
     /// Adds `n` to one of this layer's counters.
     #[inline]
     pub fn count(&mut self, name: &'static str, n: u64) {
-        self.counters.add(name, n)
+        self.slot.counters.add(name, n)
     }
     /// Sets one of this layer's gauges (and its `<name>_peak` is not tracked: use
     /// [`Ctx::peak`] for that).
     #[inline]
     pub fn gauge(&mut self, name: &'static str, v: u64) {
-        self.counters.set(name, v)
+        self.slot.counters.set(name, v)
     }
     /// Raises a high-water mark counter.
     #[inline]
     pub fn peak(&mut self, name: &'static str, v: u64) {
-        self.counters.max(name, v)
+        self.slot.counters.max(name, v)
     }
     /// Reads one of this layer's counters.
     pub fn counter(&self, name: &str) -> u64 {
-        self.counters.get(name)
+        self.slot.counters.get(name)
     }
     /// A new message for layer-local traffic (acks, naks, gossip) with headroom for
     /// this layer's header and every header below it.
     pub fn new_msg(&self, body: Bytes) -> Msg {
-        Msg::new(body, self.headroom)
+        Msg::new(body, self.slot.headroom)
     }
 }
 

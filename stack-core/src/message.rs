@@ -110,16 +110,37 @@ impl Msg {
     }
 
     /// Pops a header from the front. On error the message is left unchanged.
+    ///
+    /// Headers pushed locally (a member's own message coming back up) are decoded
+    /// where they were pushed, without joining them to the payload: a header pushed
+    /// whole lies whole in the header area. Only a header that does not decode from the
+    /// header area alone (one straddling it and the payload, or a malformed one) makes
+    /// the message contiguous first. A header's `decode` reads its bytes in order and
+    /// fails rather than succeeds on a shorter buffer, so decoding from the header
+    /// area, when it succeeds, reads exactly what decoding the whole message would.
     #[inline]
     pub fn pop<H: Header>(&mut self) -> Result<H, WireError> {
-        let (h, n) = H::decode(self.front())?;
-        self.advance(n);
+        if self.start < self.head.len() {
+            if let Ok((h, n)) = H::decode(&self.head[self.start..]) {
+                self.start += n;
+                return Ok(h);
+            }
+            self.flatten();
+        }
+        let (h, n) = H::decode(&self.body)?;
+        bytes::Buf::advance(&mut self.body, n);
         Ok(h)
     }
 
     /// Peeks at a header without consuming it.
     pub fn peek<H: Header>(&mut self) -> Result<H, WireError> {
-        H::decode(self.front()).map(|(h, _)| h)
+        if self.start < self.head.len() {
+            if let Ok((h, _)) = H::decode(&self.head[self.start..]) {
+                return Ok(h);
+            }
+            self.flatten();
+        }
+        H::decode(&self.body).map(|(h, _)| h)
     }
 
     /// The contiguous front of the message. If headers were pushed and are now being
@@ -131,9 +152,15 @@ impl Msg {
         &self.body
     }
 
-    /// Drops `n` bytes from the front.
+    /// Drops `n` bytes from the front (without joining headers to the payload when
+    /// the `n` bytes lie in the header area).
     pub fn advance(&mut self, n: usize) {
-        if self.start < self.head.len() {
+        let pending = self.head.len() - self.start;
+        if pending > 0 {
+            if n <= pending {
+                self.start += n;
+                return;
+            }
             self.flatten();
         }
         let n = n.min(self.body.len());
@@ -146,15 +173,17 @@ impl Msg {
         self.start = 0;
     }
 
-    /// The payload behind the headers. On the way up, after every header was popped,
-    /// this is the whole message.
+    /// The payload behind the headers not yet popped (a locally pushed header stays
+    /// in the header area until popped). On the way up, after every header was popped,
+    /// this is the whole message; [`Msg::into_body`] is the rest of the message at any
+    /// point.
     #[inline]
     pub fn body(&self) -> &Bytes {
         &self.body
     }
 
-    /// Takes the payload, leaving the message empty. Only meaningful when no pushed
-    /// header is pending (that is, on the way up).
+    /// The rest of the message as one buffer: pending header bytes, if any, joined
+    /// with the payload (no copy when there are none).
     pub fn into_body(mut self) -> Bytes {
         if self.start < self.head.len() {
             self.flatten();
@@ -239,6 +268,45 @@ mod tests {
         assert_eq!(m.body().as_ptr(), ptr);
         assert_eq!(m.header_len(), 2 + 3);
         assert_eq!(m.len(), 1005);
+    }
+
+    #[test]
+    fn local_pop_does_not_copy_payload() {
+        let body = Bytes::from(vec![7u8; 1000]);
+        let ptr = body.as_ptr();
+        let mut m = Msg::new(body, 32);
+        m.push(&H(5, 1));
+        m.push(&H(300, 2));
+        assert_eq!(m.peek::<H>(), Ok(H(300, 2)));
+        assert_eq!(m.pop::<H>(), Ok(H(300, 2)));
+        assert_eq!(m.header_len(), 2);
+        assert_eq!(m.len(), 1002);
+        assert_eq!(m.pop::<H>(), Ok(H(5, 1)));
+        assert_eq!(m.len(), 1000);
+        assert_eq!(m.into_body().as_ptr(), ptr);
+    }
+
+    #[test]
+    fn header_straddling_header_area_and_payload_pops_whole() {
+        // H(300, 9) is [0xac, 0x02, 0x09]: its first byte pushed raw, the rest leading
+        // the payload.
+        let mut m = Msg::new(Bytes::from_static(&[0x02, 0x09, 42]), 8);
+        m.push_bytes(&[0xac]);
+        m.push(&H(1, 2));
+        assert_eq!(m.pop::<H>(), Ok(H(1, 2)));
+        assert_eq!(m.peek::<H>(), Ok(H(300, 9)));
+        assert_eq!(m.pop::<H>(), Ok(H(300, 9)));
+        assert_eq!(&m.into_body()[..], &[42]);
+    }
+
+    #[test]
+    fn advance_within_and_beyond_header_area() {
+        let mut m = Msg::new(Bytes::from_static(&[4, 5, 6]), 8);
+        m.push_bytes(&[1, 2, 3]);
+        m.advance(2);
+        assert_eq!(m.len(), 4);
+        m.advance(2);
+        assert_eq!(&m.into_body()[..], &[5, 6]);
     }
 
     #[test]

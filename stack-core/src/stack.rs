@@ -8,7 +8,7 @@
 //! the application's casts (a varint in front of the payload) and writes the trace.
 
 use crate::event::{Down, SeqVector, TimerId, Up};
-use crate::layer::{props, Counters, Ctx, Item, Layer, Property};
+use crate::layer::{props, Core, Counters, Ctx, Item, Layer, Property, Slot};
 use crate::member::{MemberId, View, ViewReason};
 use crate::message::Msg;
 use crate::rng::Rng;
@@ -103,27 +103,16 @@ impl Header for AppSeq {
     }
 }
 
-struct Slot {
-    timers: Vec<(TimerId, Time)>,
-    counters: Counters,
-    /// Headroom for a message created at this layer.
-    headroom: usize,
-}
-
 /// One member's stack for one group.
 pub struct Stack {
     layers: Vec<Box<dyn Layer>>,
     slots: Vec<Slot>,
-    queue: VecDeque<Item>,
-    net: VecDeque<Down>,
-    top: VecDeque<Up>,
+    /// Queues, time, member and generator shared by every layer's context.
+    core: Core,
     events: VecDeque<AppEvent>,
-    rng: Rng,
-    me: MemberId,
     static_members: Vec<MemberId>,
     has_views: bool,
     headroom: usize,
-    now: Time,
     cast_seq: u64,
     view: Option<View>,
     blocked: bool,
@@ -146,19 +135,23 @@ impl Stack {
             slots.push(Slot { timers: Vec::new(), counters: Counters::default(), headroom });
         }
         let has_views = layers.iter().any(|l| l.provides().contains(&props::VIEWS));
+        let core = Core {
+            top: layers.len().saturating_sub(1),
+            now: Time::ZERO,
+            me: cfg.me,
+            queue: VecDeque::with_capacity(64),
+            net: VecDeque::with_capacity(16),
+            app: VecDeque::with_capacity(16),
+            rng: Rng::new(cfg.seed),
+        };
         Stack {
             layers,
             slots,
-            queue: VecDeque::with_capacity(64),
-            net: VecDeque::with_capacity(16),
-            top: VecDeque::with_capacity(16),
+            core,
             events: VecDeque::with_capacity(16),
-            rng: Rng::new(cfg.seed),
-            me: cfg.me,
             static_members: cfg.members,
             has_views,
             headroom: headroom + VARINT_MAX,
-            now: Time::ZERO,
             cast_seq: 0,
             view: None,
             blocked: false,
@@ -177,7 +170,7 @@ impl Stack {
     }
 
     pub fn me(&self) -> MemberId {
-        self.me
+        self.core.me
     }
 
     /// The view the application is in.
@@ -211,7 +204,7 @@ impl Stack {
             return;
         }
         self.joined = true;
-        self.now = now;
+        self.core.now = now;
         for i in 0..self.layers.len() {
             self.with_ctx(i, |l, ctx| l.init(ctx));
         }
@@ -220,12 +213,12 @@ impl Stack {
             self.push_down(Down::Join);
         } else {
             let mut members = self.static_members.clone();
-            if !members.contains(&self.me) {
-                members.push(self.me);
+            if !members.contains(&self.core.me) {
+                members.push(self.core.me);
             }
             let v = View::new(1, members, ViewReason::Initial);
             self.push_down(Down::View(v.clone()));
-            self.top.push_back(Up::View(v));
+            self.core.app.push_back(Up::View(v));
         }
         self.run();
     }
@@ -233,7 +226,7 @@ impl Stack {
     /// Casts `payload` to the current view. Returns the cast's number (from 1).
     pub fn cast(&mut self, now: Time, payload: Bytes) -> Result<u64, CastError> {
         self.check_can_send()?;
-        self.now = now;
+        self.core.now = now;
         self.cast_seq += 1;
         let seq = self.cast_seq;
         let mut msg = Msg::new(payload, self.headroom);
@@ -249,7 +242,7 @@ impl Stack {
     /// Sends `payload` to one member.
     pub fn send(&mut self, now: Time, dest: MemberId, payload: Bytes) -> Result<(), CastError> {
         self.check_can_send()?;
-        self.now = now;
+        self.core.now = now;
         let msg = Msg::new(payload, self.headroom);
         self.push_down(Down::Send(dest, msg));
         self.run();
@@ -277,7 +270,7 @@ impl Stack {
 
     /// The application answers `Block`: it sends nothing more in this view.
     pub fn block_ok(&mut self, now: Time) {
-        self.now = now;
+        self.core.now = now;
         self.blocked = true;
         self.push_down(Down::BlockOk);
         self.run();
@@ -285,14 +278,14 @@ impl Stack {
 
     /// The application answers `StateRequest`.
     pub fn state_reply(&mut self, now: Time, state: Bytes) {
-        self.now = now;
+        self.core.now = now;
         self.push_down(Down::StateReply(state));
         self.run();
     }
 
     /// Leaves the group cleanly.
     pub fn leave(&mut self, now: Time) {
-        self.now = now;
+        self.core.now = now;
         self.push_down(Down::Leave);
         self.run();
     }
@@ -300,13 +293,13 @@ impl Stack {
     /// A datagram for this stack arrived from `from` (its packet header already
     /// removed by the transport); `cast` tells a multicast from a point-to-point send.
     pub fn receive(&mut self, now: Time, from: MemberId, cast: bool, datagram: Bytes) {
-        self.now = now;
+        self.core.now = now;
         let msg = Msg::from_wire(datagram);
         let ev = if cast { Up::Cast(from, msg) } else { Up::Send(from, msg) };
         if self.layers.is_empty() {
-            self.top.push_back(ev);
+            self.core.app.push_back(ev);
         } else {
-            self.queue.push_back(Item::Up(0, ev));
+            self.core.queue.push_back(Item::Up(0, ev));
         }
         self.run();
     }
@@ -318,7 +311,7 @@ impl Stack {
 
     /// Fires every timer due at `now`, earliest first.
     pub fn handle_timeout(&mut self, now: Time) {
-        self.now = now;
+        self.core.now = now;
         loop {
             let mut due: Option<(Time, usize, TimerId)> = None;
             for (i, s) in self.slots.iter().enumerate() {
@@ -330,7 +323,7 @@ impl Stack {
             }
             let Some((_, i, id)) = due else { break };
             self.slots[i].timers.retain(|t| t.0 != id);
-            self.queue.push_back(Item::Timer(i as u32, id));
+            self.core.queue.push_back(Item::Timer(i as u32, id));
             self.run();
         }
     }
@@ -338,7 +331,7 @@ impl Stack {
     /// The next datagram (or view) for the transport.
     pub fn poll_net(&mut self) -> Option<NetOut> {
         loop {
-            match self.net.pop_front()? {
+            match self.core.net.pop_front()? {
                 Down::Cast(m) => return Some(NetOut::Cast(m)),
                 Down::Send(d, m) => return Some(NetOut::Send(d, m)),
                 Down::View(v) => return Some(NetOut::View(v)),
@@ -359,7 +352,7 @@ impl Stack {
 
     /// Writes the trace's `end` line (the member is alive at the end of a clean run).
     pub fn end_trace(&mut self) {
-        let now = self.now;
+        let now = self.core.now;
         if let Some(t) = self.trace.as_mut() {
             t.end(now);
         }
@@ -388,8 +381,8 @@ impl Stack {
 
     fn push_down(&mut self, ev: Down) {
         match self.layers.len() {
-            0 => self.net.push_back(ev),
-            n => self.queue.push_back(Item::Down((n - 1) as u32, ev)),
+            0 => self.core.net.push_back(ev),
+            n => self.core.queue.push_back(Item::Down((n - 1) as u32, ev)),
         }
     }
 
@@ -402,20 +395,7 @@ impl Stack {
     /// Layer `i` and its context, borrowed apart from each other.
     #[inline(always)]
     fn layer_and_ctx(&mut self, i: usize) -> (&mut dyn Layer, Ctx<'_>) {
-        let slot = &mut self.slots[i];
-        let ctx = Ctx {
-            index: i,
-            top: self.layers.len() - 1,
-            now: self.now,
-            me: self.me,
-            headroom: slot.headroom,
-            queue: &mut self.queue,
-            net: &mut self.net,
-            app: &mut self.top,
-            timers: &mut slot.timers,
-            counters: &mut slot.counters,
-            rng: &mut self.rng,
-        };
+        let ctx = Ctx { index: i, core: &mut self.core, slot: &mut self.slots[i] };
         (self.layers[i].as_mut(), ctx)
     }
 
@@ -427,7 +407,7 @@ impl Stack {
             }
             // The event is moved straight from the queue into the layer's call (no
             // closure in between, which costs one more copy of the event per hop).
-            while let Some(item) = self.queue.pop_front() {
+            while let Some(item) = self.core.queue.pop_front() {
                 match item {
                     Item::Down(i, ev) => {
                         let (l, mut c) = self.layer_and_ctx(i as usize);
@@ -443,17 +423,17 @@ impl Stack {
                     }
                 }
             }
-            if self.top.is_empty() {
+            if self.core.app.is_empty() {
                 break;
             }
-            while let Some(ev) = self.top.pop_front() {
+            while let Some(ev) = self.core.app.pop_front() {
                 self.hand_to_app(ev);
             }
         }
     }
 
     fn hand_to_app(&mut self, ev: Up) {
-        let now = self.now;
+        let now = self.core.now;
         match ev {
             Up::Cast(from, mut msg) => {
                 let Ok(AppSeq(seq)) = msg.pop::<AppSeq>() else {

@@ -12,7 +12,7 @@
 //! ```
 
 use crate::event::{Down, TimerId, Up};
-use crate::layer::{Counters, Ctx, Layer};
+use crate::layer::{Core, Counters, Ctx, Layer, Slot};
 use crate::member::MemberId;
 use crate::rng::Rng;
 use crate::time::Time;
@@ -24,12 +24,9 @@ pub struct Harness<L: Layer> {
     pub layer: L,
     pub now: Time,
     pub me: MemberId,
-    queue: VecDeque<crate::layer::Item>,
-    net: VecDeque<Down>,
-    app: VecDeque<Up>,
-    timers: Vec<(TimerId, Time)>,
     pub counters: Counters,
-    rng: Rng,
+    core: Core,
+    slot: Slot,
     initialized: bool,
 }
 
@@ -43,37 +40,36 @@ impl<L: Layer> Harness<L> {
             layer,
             now: Time::ZERO,
             me,
-            queue: VecDeque::new(),
-            net: VecDeque::new(),
-            app: VecDeque::new(),
-            timers: Vec::new(),
             counters: Counters::default(),
-            rng: Rng::new(7),
+            core: Core {
+                top: 0,
+                now: Time::ZERO,
+                me,
+                queue: VecDeque::new(),
+                net: VecDeque::new(),
+                app: VecDeque::new(),
+                rng: Rng::new(7),
+            },
+            slot: Slot::default(),
             initialized: false,
         }
     }
 
     fn call(&mut self, f: impl FnOnce(&mut L, &mut Ctx)) {
-        let headroom = self.layer.header_max() + 64;
-        let mut ctx = Ctx {
-            index: 0,
-            top: 0,
-            now: self.now,
-            me: self.me,
-            headroom,
-            queue: &mut self.queue,
-            net: &mut self.net,
-            app: &mut self.app,
-            timers: &mut self.timers,
-            counters: &mut self.counters,
-            rng: &mut self.rng,
-        };
+        // `now`, `me` and `counters` are the harness's public fields: lent to the
+        // context for the call.
+        self.core.now = self.now;
+        self.core.me = self.me;
+        self.slot.headroom = self.layer.header_max() + 64;
+        std::mem::swap(&mut self.slot.counters, &mut self.counters);
+        let mut ctx = Ctx { index: 0, core: &mut self.core, slot: &mut self.slot };
         if !self.initialized {
             self.initialized = true;
             self.layer.init(&mut ctx);
         }
         f(&mut self.layer, &mut ctx);
-        debug_assert!(self.queue.is_empty());
+        std::mem::swap(&mut self.slot.counters, &mut self.counters);
+        debug_assert!(self.core.queue.is_empty());
     }
 
     /// Calls `init` (done implicitly by the first event otherwise).
@@ -91,7 +87,7 @@ impl<L: Layer> Harness<L> {
 
     /// Fires timer `id` directly (as a spurious or due timeout would).
     pub fn fire(&mut self, id: TimerId) {
-        self.timers.retain(|t| t.0 != id);
+        self.slot.timers.retain(|t| t.0 != id);
         self.call(|l, c| l.timer(id, c));
     }
 
@@ -99,7 +95,8 @@ impl<L: Layer> Harness<L> {
     pub fn advance(&mut self, d: Duration) {
         let end = self.now + d;
         loop {
-            let due = self.timers.iter().filter(|t| t.1 <= end).min_by_key(|t| (t.1, t.0)).copied();
+            let due =
+                self.slot.timers.iter().filter(|t| t.1 <= end).min_by_key(|t| (t.1, t.0)).copied();
             let Some((id, at)) = due else { break };
             self.now = self.now.max(at);
             self.fire(id);
@@ -109,17 +106,17 @@ impl<L: Layer> Harness<L> {
 
     /// Events the layer passed down since the last call.
     pub fn take_down(&mut self) -> Vec<Down> {
-        self.net.drain(..).collect()
+        self.core.net.drain(..).collect()
     }
 
     /// Events the layer passed up since the last call.
     pub fn take_up(&mut self) -> Vec<Up> {
-        self.app.drain(..).collect()
+        self.core.app.drain(..).collect()
     }
 
     /// Timers currently set, sorted.
     pub fn timers(&self) -> Vec<(TimerId, Time)> {
-        let mut t = self.timers.clone();
+        let mut t = self.slot.timers.clone();
         t.sort();
         t
     }

@@ -235,14 +235,16 @@ impl Frag {
                     Partial::Assembling { id: pid, count, next, total, buf }
                         if *pid == id && *next == index =>
                     {
-                        let part = msg.body();
+                        // The rest of the message, headers of the layers above
+                        // included when they were pushed locally.
+                        let part = msg.into_body();
                         let last = index + 1 == *count;
                         let have = (buf.len() + part.len()) as u64;
                         if have > *total || (last && have != *total) {
                             self.malformed(key, ctx);
                             return None;
                         }
-                        buf.extend_from_slice(part);
+                        buf.extend_from_slice(&part);
                         *next += 1;
                         if !last {
                             return None;
