@@ -31,14 +31,18 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    // Output piped into a reader that stops early (`strata member ... | head`) ends
-    // the process quietly, as it does for other command-line tools, instead of
-    // panicking in `println!` on the broken pipe.
-    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
-    unsafe {
-        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
-    }
     let cli = Cli::parse();
+    // For the commands that only write their own output, a reader that stops early
+    // (`strata member ... | head`) ends the process quietly, as it does for other
+    // command-line tools, instead of a panic in `println!` on the broken pipe.
+    // `demo` and `bench` keep SIGPIPE ignored: they write to their members' stdin and
+    // must see a member that is gone as an error, not be killed by it.
+    if matches!(cli.command, Command::Check(_) | Command::Sim(_) | Command::Member(_)) {
+        // SAFETY: restoring SIGPIPE's default disposition before any thread starts.
+        unsafe {
+            libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+        }
+    }
     let result = match cli.command {
         Command::Check(args) => cmd::check::run(args),
         Command::Sim(args) => cmd::sim::run(args),
