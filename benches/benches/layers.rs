@@ -37,7 +37,7 @@ fn nak() -> Vec<Box<dyn Layer>> {
     vec![Box::new(Nak::new(NakParams::default()))]
 }
 fn frag() -> Vec<Box<dyn Layer>> {
-    vec![Box::new(Frag::new(FragParams { mtu: 1300, ..FragParams::default() }))]
+    vec![Box::new(Frag::new(FragParams { mtu: Some(1300), ..FragParams::default() }))]
 }
 fn stable() -> Vec<Box<dyn Layer>> {
     vec![Box::new(Stable::new(StableParams::default()))]
@@ -46,7 +46,7 @@ fn flow() -> Vec<Box<dyn Layer>> {
     vec![Box::new(Flow::new(FlowParams::default()))]
 }
 fn bundle() -> Vec<Box<dyn Layer>> {
-    vec![Box::new(Bundle::new(BundleParams { max_bytes: 1400, delay_us: 200 }))]
+    vec![Box::new(Bundle::new(BundleParams { max_bytes: Some(1400), delay_us: 200 }))]
 }
 
 /// Times `iters` messages, `burst` per call, building a fresh stack every [`CHUNK`].

@@ -26,7 +26,7 @@ impl Net {
             .map(|&me| {
                 let layers: Vec<Box<dyn Layer>> = vec![
                     Box::new(Bundle::new(BundleParams::default())),
-                    Box::new(Frag::new(FragParams { mtu: 1000, ..FragParams::default() })),
+                    Box::new(Frag::new(FragParams { mtu: Some(1000), ..FragParams::default() })),
                     Box::new(Flow::new(FlowParams { window: WINDOW })),
                 ];
                 let mut s = Stack::new(layers, StackConfig { me, seed: 1, members: ids.clone() });

@@ -17,7 +17,7 @@ use transports::sim::{
 fn vsync_stack(c: StackConfig) -> Stack {
     let layers: Vec<Box<dyn Layer>> = vec![
         Box::new(Nak::default()),
-        Box::new(Frag::new(FragParams { mtu: 1400, ..FragParams::default() })),
+        Box::new(Frag::new(FragParams { mtu: Some(1400), ..FragParams::default() })),
         Box::new(Stable::new(StableParams { period_ms: 100, ..StableParams::default() })),
         Box::new(Suspect::new(SuspectParams { timeout_ms: 1000, heartbeat_ms: 0 })),
         Box::new(Membership::default()),

@@ -161,6 +161,8 @@ pub(crate) struct Core {
     /// Events passed up by the top layer, for the application.
     pub(crate) app: VecDeque<Up>,
     pub(crate) rng: Rng,
+    /// The largest datagram the transport carries, if the owner said.
+    pub(crate) max_datagram: Option<usize>,
 }
 
 /// One layer's own state in the driver.
@@ -170,6 +172,8 @@ pub(crate) struct Slot {
     pub(crate) counters: Counters,
     /// Headroom for a message created at this layer.
     pub(crate) headroom: usize,
+    /// Header bytes every layer below this one may add (the sum of their `header_max`).
+    pub(crate) below: usize,
 }
 
 /// What a layer can do: its only window on the world. Three words, built for every
@@ -252,6 +256,15 @@ impl<'a> Ctx<'a> {
     /// Reads one of this layer's counters.
     pub fn counter(&self, name: &str) -> u64 {
         self.slot.counters.get(name)
+    }
+    /// The largest message this layer may pass down so that, with every header the
+    /// layers below it add, it still fits one datagram of the transport: the
+    /// transport's datagram size (its path MTU less the IP, UDP and packet headers)
+    /// less the `header_max` of each layer below. `None` when the stack's owner did
+    /// not say ([`crate::Stack::set_max_datagram`]); a layer then uses its own default.
+    /// Known from `init` on.
+    pub fn datagram_room(&self) -> Option<usize> {
+        self.core.max_datagram.map(|m| m.saturating_sub(self.slot.below))
     }
     /// A new message for layer-local traffic (acks, naks, gossip) with headroom for
     /// this layer's header and every header below it.

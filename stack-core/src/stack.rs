@@ -131,8 +131,9 @@ impl Stack {
         let mut slots = Vec::with_capacity(layers.len());
         let mut headroom = 0;
         for l in &layers {
+            let below = headroom;
             headroom += l.header_max();
-            slots.push(Slot { timers: Vec::new(), counters: Counters::default(), headroom });
+            slots.push(Slot { timers: Vec::new(), counters: Counters::default(), headroom, below });
         }
         let has_views = layers.iter().any(|l| l.provides().contains(&props::VIEWS));
         let core = Core {
@@ -143,6 +144,7 @@ impl Stack {
             net: VecDeque::with_capacity(16),
             app: VecDeque::with_capacity(16),
             rng: Rng::new(cfg.seed),
+            max_datagram: None,
         };
         Stack {
             layers,
@@ -167,6 +169,19 @@ impl Stack {
     /// Switches the trace on: every view, send, delivery and the end are written.
     pub fn set_trace(&mut self, trace: TraceWriter) {
         self.trace = Some(trace);
+    }
+
+    /// Tells the layers how large a datagram the transport carries (bytes of stack
+    /// data, after the transport's own packet header): bundling and fragmentation
+    /// size their datagrams from it unless their descriptor fixes a size. Call it
+    /// before [`Stack::join`]; layers read it when they start.
+    pub fn set_max_datagram(&mut self, bytes: usize) {
+        self.core.max_datagram = Some(bytes);
+    }
+
+    /// What [`Stack::set_max_datagram`] set.
+    pub fn max_datagram(&self) -> Option<usize> {
+        self.core.max_datagram
     }
 
     pub fn me(&self) -> MemberId {

@@ -49,10 +49,20 @@ impl<L: Layer> Harness<L> {
                 net: VecDeque::new(),
                 app: VecDeque::new(),
                 rng: Rng::new(7),
+                max_datagram: None,
             },
             slot: Slot::default(),
             initialized: false,
         }
+    }
+
+    /// The layer as if the transport carried datagrams of `bytes` and the layers below
+    /// it added `below` header bytes ([`Ctx::datagram_room`] is `bytes - below`). Set
+    /// before the first event.
+    pub fn with_datagram(mut self, bytes: usize, below: usize) -> Self {
+        self.core.max_datagram = Some(bytes);
+        self.slot.below = below;
+        self
     }
 
     fn call(&mut self, f: impl FnOnce(&mut L, &mut Ctx)) {

@@ -74,6 +74,11 @@ pub struct UdpSpec {
     /// Socket send buffer in bytes (default 4 MiB).
     #[serde(default = "four_mib")]
     pub send_buffer: usize,
+    /// The path MTU toward the other members, when it is smaller than the interface's
+    /// (a router or tunnel between hosts). Datagrams are sized from it: the
+    /// interface's MTU when left out (65,536 on loopback).
+    #[serde(default)]
+    pub mtu: Option<usize>,
 }
 
 /// UDP unicast fan-out, for networks without multicast.
@@ -90,6 +95,10 @@ pub struct UdpuSpec {
     pub recv_buffer: usize,
     #[serde(default = "four_mib")]
     pub send_buffer: usize,
+    /// The path MTU toward the peers, as for `Udp` (the bound interface's when left
+    /// out; Ethernet's 1500 for a wildcard address).
+    #[serde(default)]
+    pub mtu: Option<usize>,
 }
 
 fn udpu_bind() -> String {

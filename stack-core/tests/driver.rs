@@ -207,3 +207,45 @@ fn trace_has_the_fields_checkers_rely_on() {
         serde_json::from_str::<serde_json::Value>(l).expect("valid JSON");
     }
 }
+
+/// Records, when it starts, the datagram room its context reports.
+struct Room {
+    header: usize,
+    seen: Arc<Mutex<Vec<Option<usize>>>>,
+}
+impl Layer for Room {
+    fn name(&self) -> &'static str {
+        "room"
+    }
+    fn header_max(&self) -> usize {
+        self.header
+    }
+    fn init(&mut self, ctx: &mut Ctx) {
+        self.seen.lock().unwrap().push(ctx.datagram_room());
+    }
+}
+
+fn rooms(max_datagram: Option<usize>) -> Vec<Option<usize>> {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let layers: Vec<Box<dyn Layer>> = [3, 10, 7]
+        .into_iter()
+        .map(|header| Box::new(Room { header, seen: seen.clone() }) as Box<dyn Layer>)
+        .collect();
+    let me = MemberId::new(1, 0);
+    let mut s = Stack::new(layers, StackConfig { me, seed: 1, members: vec![me] });
+    if let Some(m) = max_datagram {
+        s.set_max_datagram(m);
+    }
+    s.join(Time::ZERO);
+    let v = seen.lock().unwrap().clone();
+    v
+}
+
+#[test]
+fn each_layer_sees_the_datagram_room_left_by_the_headers_below_it() {
+    // Bottom to top: nothing below the first layer, 3 bytes below the second, 13
+    // below the third.
+    assert_eq!(rooms(Some(1000)), vec![Some(1000), Some(997), Some(987)]);
+    assert_eq!(rooms(Some(5)), vec![Some(5), Some(2), Some(0)]);
+    assert_eq!(rooms(None), vec![None, None, None]);
+}

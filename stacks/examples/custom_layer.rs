@@ -119,7 +119,7 @@ Stack(
     transport: Sim(),
     layers: [
         Nak(),
-        Frag(mtu: 1300),
+        Frag(),
         Stable(period_ms: 100),
         Stamp(strict: true),
     ],

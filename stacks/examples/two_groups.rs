@@ -37,8 +37,8 @@ pub struct Outcome {
 pub fn run(group_addr: &str) -> Result<Vec<Outcome>, String> {
     let reg = layers::registry();
     let stacks = [
-        descriptor("alpha", "Bundle(), Nak(), Frag(mtu: 1300), Stable(), Flow()", group_addr),
-        descriptor("beta", "Nak(), Frag(mtu: 1300)", group_addr),
+        descriptor("alpha", "Bundle(), Nak(), Frag(), Stable(), Flow()", group_addr),
+        descriptor("beta", "Nak(), Frag()", group_addr),
     ];
     let x = MemberId::new(1, 0);
     let y = MemberId::new(2, 0);

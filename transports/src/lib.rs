@@ -6,6 +6,7 @@
 //! - [`udpu`]: UDP unicast fan-out, where multicast is unavailable;
 //! - [`sim`]: the deterministic in-memory network with virtual time.
 
+pub mod mtu;
 pub mod runtime;
 pub mod sim;
 pub mod udp;

@@ -27,6 +27,7 @@ fn spec(group: &str) -> TransportSpec {
         loopback: true,
         recv_buffer: 1 << 20,
         send_buffer: 1 << 20,
+        mtu: None,
     })
 }
 
@@ -381,4 +382,58 @@ fn set_up_errors_are_reported() {
     let e = rt.join(config(spec("239.255.77.7:47418"), 2, m(1), &[])).err().expect("an error");
     assert!(matches!(e, TransportError::PortInUse(SocketAddr::V4(a)) if a.port() == 47418), "{e}");
     drop(taken);
+}
+
+/// `(layer, counter)` of a member's stack.
+fn counter(h: &GroupHandle, layer: &str, name: &str) -> Option<u64> {
+    h.counters().into_iter().find(|c| c.0 == layer && c.1 == name).map(|c| c.2)
+}
+
+#[test]
+fn datagrams_are_sized_from_the_interface_mtu() {
+    const GROUP: &str = "239.255.77.8:47418";
+    require_multicast!(GROUP);
+    use layers::bundle::{Bundle, BundleParams};
+    use layers::frag::{Frag, FragHdr, FragParams};
+    use layers::nak::{Nak, NakParams};
+    use stack_core::Layer;
+    let stack = || -> Vec<Box<dyn Layer>> {
+        vec![
+            Box::new(Bundle::new(BundleParams::default())),
+            Box::new(Nak::new(NakParams::default())),
+            Box::new(Frag::new(FragParams::default())),
+        ]
+    };
+    let lo = std::net::IpAddr::V4(LOOPBACK);
+    let max = transports::mtu::max_datagram(lo, transports::mtu::path_mtu(lo, None));
+    assert!(max > 60_000, "loopback carries large datagrams: {max}");
+    let both = [m(1), m(2)];
+    let rts = [Runtime::start().unwrap(), Runtime::start().unwrap()];
+    let mut hs: Vec<GroupHandle> = rts
+        .iter()
+        .zip(both)
+        .map(|(rt, me)| {
+            let c = config(spec(GROUP), 20, me, &both);
+            rt.join(GroupConfig { layers: stack(), ..c }).unwrap()
+        })
+        .collect();
+    for h in &hs {
+        first_view(h);
+    }
+    // Bundle makes datagrams as large as the path carries; frag passes down whole
+    // what fits one with the headers below it.
+    let below_frag = Bundle::new(BundleParams::default()).header_max()
+        + Nak::new(NakParams::default()).header_max();
+    assert_eq!(counter(&hs[0], "bundle", "max_bytes"), Some(max as u64));
+    assert_eq!(counter(&hs[0], "frag", "mtu"), Some((max - below_frag - FragHdr::MAX_LEN) as u64));
+    // An 8 KiB message goes whole; a 100 KiB one is cut in two.
+    let small = Bytes::from(vec![1u8; 8 << 10]);
+    let large = Bytes::from((0..100 << 10).map(|i| i as u8).collect::<Vec<u8>>());
+    hs[0].cast_blocking(small.clone(), Duration::from_secs(5)).unwrap();
+    hs[0].cast_blocking(large.clone(), Duration::from_secs(5)).unwrap();
+    let got = deliveries(&hs[1], 2, Duration::from_secs(10));
+    let payloads: Vec<Bytes> = got.into_iter().map(|d| d.2).collect();
+    assert_eq!(payloads, vec![small, large]);
+    assert_eq!(counter(&hs[0], "frag", "fragmented"), Some(1));
+    assert_eq!(counter(&hs[0], "frag", "fragments_sent"), Some(2));
 }

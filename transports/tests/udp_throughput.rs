@@ -18,6 +18,7 @@ fn loopback_multicast_casts_per_second() {
         loopback: true,
         recv_buffer: 8 << 20,
         send_buffer: 8 << 20,
+        mtu: None,
     });
     let members = [MemberId::new(1, 0), MemberId::new(2, 0)];
     let rts = [Runtime::start().unwrap(), Runtime::start().unwrap()];

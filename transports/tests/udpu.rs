@@ -14,6 +14,7 @@ fn spec(bind: &str, seeds: &[SocketAddr]) -> TransportSpec {
         seeds: seeds.iter().map(|s| s.to_string()).collect(),
         recv_buffer: 1 << 20,
         send_buffer: 1 << 20,
+        mtu: None,
     })
 }
 

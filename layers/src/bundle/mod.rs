@@ -33,10 +33,13 @@
 //! what it is given, and a datagram it sends is lost or delivered whole.
 //!
 //! ## Parameters
-//! - `max_bytes` (default 1400): the largest datagram it makes, its own header
-//!   included. It must fit a UDP datagram with the 16 to 24 byte packet header in
-//!   front (at most 65483; values above are clamped, values below 2 raised to 2).
-//!   1400 fits one 1500-byte Ethernet frame over IPv4 and IPv6.
+//! - `max_bytes` (default: the transport's): the largest datagram it makes, its own
+//!   header included. Left out, it is what the transport carries less the headers of
+//!   the layers below ([`Ctx::datagram_room`]): the path MTU of the interface less
+//!   the IP, UDP and packet headers, so 65,483 bytes on loopback and 1,448 on a
+//!   1500-byte Ethernet; 1400 when the stack's owner names no size. A value given is
+//!   lowered to that room too (a larger datagram could not be sent), and kept within
+//!   2..=65483. The size in use is the gauge `max_bytes`.
 //! - `delay_us` (microseconds, default 200): how long a message may wait for company.
 //!
 //! ## Properties
@@ -70,19 +73,24 @@ pub const FLUSH_TIMER: TimerId = TimerId(0);
 /// Largest UDP payload (65507) less the largest packet header (24).
 pub const MAX_DATAGRAM: usize = 65_483;
 
+/// The datagram size when neither the descriptor nor the transport gives one: fits
+/// one 1500-byte Ethernet frame over IPv4 and IPv6.
+pub const DEFAULT_MAX_BYTES: usize = 1400;
+
 /// Parameters of [`Bundle`].
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct BundleParams {
-    /// Largest datagram made, bundle header included, bytes.
-    pub max_bytes: usize,
+    /// Largest datagram made, bundle header included, bytes (default: what the
+    /// transport carries).
+    pub max_bytes: Option<usize>,
     /// Longest wait for more messages, microseconds.
     pub delay_us: u64,
 }
 
 impl Default for BundleParams {
     fn default() -> Self {
-        BundleParams { max_bytes: 1400, delay_us: 200 }
+        BundleParams { max_bytes: None, delay_us: 200 }
     }
 }
 
@@ -104,14 +112,16 @@ enum Dest {
 /// The bundle layer: see the module documentation.
 pub struct Bundle {
     p: BundleParams,
+    /// The largest datagram made, fixed when the layer starts.
+    max: usize,
     casts: Pending,
     sends: BTreeMap<MemberId, Pending>,
 }
 
 impl Bundle {
     pub fn new(p: BundleParams) -> Self {
-        let p = BundleParams { max_bytes: p.max_bytes.clamp(2, MAX_DATAGRAM), ..p };
-        Bundle { p, casts: Pending::default(), sends: BTreeMap::new() }
+        let max = datagram_size(p.max_bytes, None);
+        Bundle { p, max, casts: Pending::default(), sends: BTreeMap::new() }
     }
 
     fn pending(&mut self, d: Dest) -> &mut Pending {
@@ -124,7 +134,7 @@ impl Bundle {
     fn add(&mut self, d: Dest, mut msg: Msg, ctx: &mut Ctx) {
         let n = msg.len();
         let cost = varint_len(n as u64) + n;
-        let max = self.p.max_bytes;
+        let max = self.max;
         if 1 + cost > max {
             self.flush(d, ctx);
             msg.push(&BundleHdr::Single);
@@ -207,6 +217,17 @@ impl Bundle {
     }
 }
 
+/// The datagram size in use: the one asked for, within what the transport carries.
+fn datagram_size(asked: Option<usize>, room: Option<usize>) -> usize {
+    let size = match (asked, room) {
+        (Some(a), Some(r)) => a.min(r),
+        (Some(a), None) => a,
+        (None, Some(r)) => r,
+        (None, None) => DEFAULT_MAX_BYTES,
+    };
+    size.clamp(2, MAX_DATAGRAM)
+}
+
 fn emit(d: Dest, m: Msg, ctx: &mut Ctx) {
     match d {
         Dest::Group => ctx.down(Down::Cast(m)),
@@ -233,6 +254,11 @@ impl Layer for Bundle {
     }
     fn header_max(&self) -> usize {
         BundleHdr::MAX_LEN
+    }
+
+    fn init(&mut self, ctx: &mut Ctx) {
+        self.max = datagram_size(self.p.max_bytes, ctx.datagram_room());
+        ctx.gauge("max_bytes", self.max as u64);
     }
 
     fn down(&mut self, ev: Down, ctx: &mut Ctx) {

@@ -7,7 +7,7 @@ const B: MemberId = MemberId::new(2, 0);
 const C: MemberId = MemberId::new(3, 0);
 
 fn bundle(max_bytes: usize) -> Harness<Bundle> {
-    Harness::new(Bundle::new(BundleParams { max_bytes, delay_us: 200 }))
+    Harness::new(Bundle::new(BundleParams { max_bytes: Some(max_bytes), delay_us: 200 }))
 }
 
 fn cast(h: &mut Harness<Bundle>, b: &'static [u8]) {
@@ -209,10 +209,63 @@ fn malformed_datagrams_are_dropped_whole() {
 
 #[test]
 fn parameters_are_clamped_to_a_datagram() {
-    let b = Bundle::new(BundleParams { max_bytes: 1 << 20, delay_us: 1 });
-    assert_eq!(b.p.max_bytes, MAX_DATAGRAM);
-    let b = Bundle::new(BundleParams { max_bytes: 0, delay_us: 1 });
-    assert_eq!(b.p.max_bytes, 2);
+    let b = Bundle::new(BundleParams { max_bytes: Some(1 << 20), delay_us: 1 });
+    assert_eq!(b.max, MAX_DATAGRAM);
+    let b = Bundle::new(BundleParams { max_bytes: Some(0), delay_us: 1 });
+    assert_eq!(b.max, 2);
+}
+
+/// Casts `n` messages of `size` bytes and returns the datagram sizes passed down.
+fn datagrams(mut h: Harness<Bundle>, n: usize, size: usize) -> (Vec<usize>, u64) {
+    for _ in 0..n {
+        h.down(Down::Cast(Msg::new(Bytes::from(vec![7u8; size]), 0)));
+    }
+    h.advance(Duration::from_millis(1));
+    let sizes = h
+        .take_down()
+        .into_iter()
+        .map(|d| match d {
+            Down::Cast(m) => m.len(),
+            other => panic!("unexpected {other:?}"),
+        })
+        .collect();
+    (sizes, h.counters.get("max_bytes"))
+}
+
+#[test]
+fn without_a_size_datagrams_are_as_large_as_the_transport_carries() {
+    // 60,000 bytes of datagram, 20 of them taken by the headers of layers below.
+    let h = Harness::new(Bundle::new(BundleParams { max_bytes: None, delay_us: 200 }))
+        .with_datagram(60_000, 20);
+    let (sizes, max) = datagrams(h, 100, 1024);
+    assert_eq!(max, 59_980);
+    // 58 messages of 1026 bytes (length varint + body) behind the tag fill one
+    // datagram.
+    assert_eq!(sizes, vec![1 + 58 * 1026, 1 + 42 * 1026]);
+    assert!(sizes.iter().all(|&s| s <= 59_980));
+}
+
+#[test]
+fn a_size_given_is_kept_below_what_the_transport_carries() {
+    let small = Harness::new(Bundle::new(BundleParams { max_bytes: Some(4000), delay_us: 200 }))
+        .with_datagram(60_000, 0);
+    let (sizes, max) = datagrams(small, 10, 1024);
+    assert_eq!(max, 4000);
+    // The last one alone: a one-byte tag, no length.
+    assert_eq!(sizes, vec![1 + 3 * 1026; 3].into_iter().chain([1 + 1024]).collect::<Vec<_>>());
+    let large = Harness::new(Bundle::new(BundleParams { max_bytes: Some(60_000), delay_us: 200 }))
+        .with_datagram(1448, 8);
+    let (sizes, max) = datagrams(large, 3, 1024);
+    assert_eq!(max, 1440);
+    assert_eq!(sizes, vec![1 + 1024; 3]);
+}
+
+#[test]
+fn with_no_size_from_anyone_datagrams_fit_an_ethernet_frame() {
+    let h = Harness::new(Bundle::new(BundleParams::default()));
+    let (sizes, max) = datagrams(h, 4, 600);
+    assert_eq!(max, DEFAULT_MAX_BYTES as u64);
+    assert_eq!(sizes, vec![1 + 2 * 602; 2]);
 }
 
 quickcheck::quickcheck! {

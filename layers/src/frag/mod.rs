@@ -30,12 +30,15 @@
 //! (`incomplete_dropped`) and the new one handled.
 //!
 //! ## Parameters
-//! - `mtu` (bytes, default 1400, at least 1): the largest message frag passes down
-//!   whole, counted as the bytes frag sees (payload and headers above it). Below frag
-//!   come its own header (at most 31 bytes, usually 3 to 10), the reliable layer's
-//!   header, bundling's byte and the 16 to 24 byte packet header: keep
-//!   `mtu + headers below + 24 <= 1472` (a UDP payload on a 1500-byte Ethernet MTU
-//!   over IPv4; 1452 over IPv6). 1400 leaves 48 bytes for them.
+//! - `mtu` (bytes, default: the transport's): the largest message frag passes down
+//!   whole, counted as the bytes frag sees (payload and headers above it). Left out,
+//!   it is what fits one datagram of the transport ([`Ctx::datagram_room`]) less
+//!   frag's own header (at most 31 bytes): about 65,400 bytes on loopback, 1,380 on a
+//!   1500-byte Ethernet, so a message is cut only where the network would have to cut
+//!   it; 1400 when the stack's owner names no size (then keep
+//!   `mtu + headers below + 24 <= 1472`, a UDP payload on a 1500-byte Ethernet MTU
+//!   over IPv4). A value given is lowered to that room too, and is at least 1. The
+//!   size in use is the gauge `mtu`.
 //! - `max_message` (bytes, default 64 MiB): the largest message reassembled.
 //! - `max_buffered` (bytes, default 256 MiB): all partial messages together.
 //!
@@ -67,8 +70,9 @@ pub use wire::FragHdr;
 #[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct FragParams {
-    /// Largest message passed down whole (payload and headers above frag), bytes.
-    pub mtu: usize,
+    /// Largest message passed down whole (payload and headers above frag), bytes
+    /// (default: what fits one datagram of the transport).
+    pub mtu: Option<usize>,
     /// Largest message reassembled, bytes.
     pub max_message: u64,
     /// Largest sum of all partial messages being reassembled, bytes.
@@ -77,7 +81,7 @@ pub struct FragParams {
 
 impl Default for FragParams {
     fn default() -> Self {
-        FragParams { mtu: 1400, max_message: 64 << 20, max_buffered: 256 << 20 }
+        FragParams { mtu: None, max_message: 64 << 20, max_buffered: 256 << 20 }
     }
 }
 
@@ -108,6 +112,8 @@ enum Stream {
 /// The frag layer: see the module documentation.
 pub struct Frag {
     p: FragParams,
+    /// The largest message passed down whole, fixed when the layer starts.
+    mtu: usize,
     next_id: u64,
     partial: BTreeMap<(MemberId, Stream), Partial>,
     /// Sum of `total` over assembling partial messages.
@@ -116,13 +122,13 @@ pub struct Frag {
 
 impl Frag {
     pub fn new(p: FragParams) -> Self {
-        let p = FragParams { mtu: p.mtu.max(1), ..p };
-        Frag { p, next_id: 0, partial: BTreeMap::new(), buffered: 0 }
+        let mtu = mtu_in_use(p.mtu, None);
+        Frag { p, mtu, next_id: 0, partial: BTreeMap::new(), buffered: 0 }
     }
 
     fn split(&mut self, mut msg: Msg, ctx: &mut Ctx, out: impl Fn(Msg) -> Down) {
         let len = msg.len();
-        let mtu = self.p.mtu;
+        let mtu = self.mtu;
         if len <= mtu {
             msg.push(&FragHdr::Whole);
             ctx.down(out(msg));
@@ -284,6 +290,23 @@ impl Frag {
 const REQUIRES: &[Property] = &[props::RELIABLE_FIFO];
 const PROVIDES: &[Property] = &[props::LARGE_MESSAGES];
 
+/// The message size passed down whole when neither the descriptor nor the transport
+/// gives one.
+pub const DEFAULT_MTU: usize = 1400;
+
+/// The mtu in use: the one asked for, within what one datagram of the transport holds
+/// behind frag's own header.
+fn mtu_in_use(asked: Option<usize>, room: Option<usize>) -> usize {
+    let room = room.map(|r| r.saturating_sub(FragHdr::MAX_LEN));
+    let mtu = match (asked, room) {
+        (Some(a), Some(r)) => a.min(r),
+        (Some(a), None) => a,
+        (None, Some(r)) => r,
+        (None, None) => DEFAULT_MTU,
+    };
+    mtu.max(1)
+}
+
 impl Layer for Frag {
     fn name(&self) -> &'static str {
         "frag"
@@ -296,6 +319,11 @@ impl Layer for Frag {
     }
     fn header_max(&self) -> usize {
         FragHdr::MAX_LEN
+    }
+
+    fn init(&mut self, ctx: &mut Ctx) {
+        self.mtu = mtu_in_use(self.p.mtu, ctx.datagram_room());
+        ctx.gauge("mtu", self.mtu as u64);
     }
 
     fn down(&mut self, ev: Down, ctx: &mut Ctx) {

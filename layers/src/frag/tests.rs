@@ -7,7 +7,7 @@ const B: MemberId = MemberId::new(2, 0);
 const C: MemberId = MemberId::new(3, 0);
 
 fn frag(mtu: usize) -> Harness<Frag> {
-    Harness::new(Frag::new(FragParams { mtu, ..FragParams::default() }))
+    Harness::new(Frag::new(FragParams { mtu: Some(mtu), ..FragParams::default() }))
 }
 
 fn payload(n: usize) -> Bytes {
@@ -201,8 +201,11 @@ fn interleaved_senders_and_streams_reassemble_independently() {
 
 #[test]
 fn oversize_message_is_counted_skipped_and_sender_keeps_working() {
-    let mut h =
-        Harness::new(Frag::new(FragParams { mtu: 100, max_message: 1000, max_buffered: 10_000 }));
+    let mut h = Harness::new(Frag::new(FragParams {
+        mtu: Some(100),
+        max_message: 1000,
+        max_buffered: 10_000,
+    }));
     h.down(Down::Cast(Msg::new(payload(5000), 40)));
     let big = wire_casts(&mut h);
     h.down(Down::Cast(Msg::new(payload(500), 40)));
@@ -224,8 +227,11 @@ fn oversize_message_is_counted_skipped_and_sender_keeps_working() {
 
 #[test]
 fn total_reassembly_memory_is_bounded() {
-    let mut h =
-        Harness::new(Frag::new(FragParams { mtu: 100, max_message: 1000, max_buffered: 2000 }));
+    let mut h = Harness::new(Frag::new(FragParams {
+        mtu: Some(100),
+        max_message: 1000,
+        max_buffered: 2000,
+    }));
     h.down(Down::Cast(Msg::new(payload(900), 40)));
     let m = wire_casts(&mut h);
     // Three senders start a 900-byte message each: the third would pass 2000 bytes.
@@ -344,10 +350,41 @@ quickcheck::quickcheck! {
 
     /// Arbitrary datagrams never panic the receiver, and memory stays bounded.
     fn garbage_never_panics(dgrams: Vec<Vec<u8>>) -> bool {
-        let mut h = Harness::new(Frag::new(FragParams { mtu: 10, max_message: 100, max_buffered: 150 }));
+        let mut h = Harness::new(Frag::new(FragParams { mtu: Some(10), max_message: 100, max_buffered: 150 }));
         for d in dgrams {
             h.up(Up::Cast(A, Msg::from_wire(Bytes::from(d))));
         }
         h.counters.get("reassembly_peak") <= 150
     }
+}
+
+/// How many pieces a cast of `len` bytes goes down in, and the mtu gauge.
+fn pieces(mut h: Harness<Frag>, len: usize) -> (usize, u64) {
+    h.down(Down::Cast(Msg::new(payload(len), 0)));
+    (wire_casts(&mut h).len(), h.counters.get("mtu"))
+}
+
+#[test]
+fn without_an_mtu_a_message_is_cut_only_where_a_datagram_ends() {
+    let room = 65_000;
+    let mtu = room - FragHdr::MAX_LEN;
+    let auto = || Harness::new(Frag::new(FragParams::default())).with_datagram(room + 30, 30);
+    assert_eq!(pieces(auto(), 8 << 10), (1, mtu as u64));
+    assert_eq!(pieces(auto(), mtu), (1, mtu as u64));
+    assert_eq!(pieces(auto(), mtu + 1), (2, mtu as u64));
+    assert_eq!(pieces(auto(), 200_000), (200_000usize.div_ceil(mtu), mtu as u64));
+}
+
+#[test]
+fn an_mtu_given_is_lowered_to_what_a_datagram_holds() {
+    let given = |mtu| {
+        Harness::new(Frag::new(FragParams { mtu: Some(mtu), ..FragParams::default() }))
+            .with_datagram(1448, 10)
+    };
+    let fits = 1448 - 10 - FragHdr::MAX_LEN;
+    assert_eq!(pieces(given(1000), 3000), (3, 1000));
+    assert_eq!(pieces(given(60_000), 3000), (3000usize.div_ceil(fits), fits as u64));
+    // No size from the transport either: the default.
+    let none = Harness::new(Frag::new(FragParams::default()));
+    assert_eq!(pieces(none, 3000), (3, DEFAULT_MTU as u64));
 }

@@ -214,7 +214,7 @@ fn fields_are_checked() {
     let text = GOOD.replace("group: \"239", "grup: \"239");
     assert_eq!(
         errors(&text),
-        vec!["t.ron:4:20: unknown parameter `grup` of `Udp`; expected one of `group`, `interface`, `ttl`, `loopback`, `recv_buffer`, `send_buffer`"]
+        vec!["t.ron:4:20: unknown parameter `grup` of `Udp`; expected one of `group`, `interface`, `ttl`, `loopback`, `recv_buffer`, `send_buffer`, `mtu`"]
     );
     let text = GOOD.replace("Udp(group: \"239.255.42.1:7400\")", "Udp()");
     assert_eq!(errors(&text), vec!["t.ron:4:16: `Udp` needs parameter `group`"]);

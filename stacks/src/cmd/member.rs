@@ -240,16 +240,17 @@ fn transport_label(t: &TransportSpec) -> String {
 fn transport(args: &Args, spec: &TransportSpec) -> Result<TransportSpec> {
     let mut t = spec.clone();
     if args.udpu {
-        let (recv_buffer, send_buffer) = match &t {
-            TransportSpec::Udp(u) => (u.recv_buffer, u.send_buffer),
-            TransportSpec::Udpu(u) => (u.recv_buffer, u.send_buffer),
-            TransportSpec::Sim(_) => (4 << 20, 4 << 20),
+        let (recv_buffer, send_buffer, mtu) = match &t {
+            TransportSpec::Udp(u) => (u.recv_buffer, u.send_buffer, u.mtu),
+            TransportSpec::Udpu(u) => (u.recv_buffer, u.send_buffer, u.mtu),
+            TransportSpec::Sim(_) => (4 << 20, 4 << 20, None),
         };
         t = TransportSpec::Udpu(UdpuSpec {
             bind: "127.0.0.1:0".into(),
             seeds: Vec::new(),
             recv_buffer,
             send_buffer,
+            mtu,
         });
     }
     match &mut t {

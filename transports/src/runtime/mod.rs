@@ -170,6 +170,8 @@ struct Sock {
     read_pending: [bool; 2],
     users: usize,
     stats: Arc<AtomicNetStats>,
+    /// Bytes of stack data one datagram carries, told to every stack on the socket.
+    max_datagram: usize,
 }
 
 enum Pending {
@@ -338,6 +340,9 @@ impl EventLoop {
         }
         let s = self.socket_for(&cfg.transport)?;
         let mut stack = Stack::new(cfg.layers, cfg.stack);
+        if let Some(sock) = &self.sockets[s] {
+            stack.set_max_datagram(sock.max_datagram);
+        }
         if let Some(t) = cfg.trace {
             stack.set_trace(t);
         }
@@ -383,19 +388,20 @@ impl EventLoop {
         {
             return Ok(i);
         }
-        let (unicast, kind) = match spec {
+        let (unicast, kind, max_datagram) = match spec {
             TransportSpec::Udp(u) => {
                 let o = udp::open(u)?;
+                let max_datagram = o.max_datagram;
                 let kind = SockKind::Udp {
                     group: SocketAddr::V4(o.group),
                     group_socket: UdpSocket::from_std(o.group_socket),
                     self_loop: !u.loopback,
                 };
-                (o.unicast, kind)
+                (o.unicast, kind, max_datagram)
             }
             TransportSpec::Udpu(u) => {
                 let o = udpu::open(u)?;
-                (o.socket, SockKind::Udpu { seeds: o.seeds })
+                (o.socket, SockKind::Udpu { seeds: o.seeds }, o.max_datagram)
             }
             TransportSpec::Sim(_) => unreachable!("refused above"),
         };
@@ -438,6 +444,7 @@ impl EventLoop {
             read_pending: [true, true],
             users: 0,
             stats,
+            max_datagram,
         });
         Ok(i)
     }

@@ -66,6 +66,11 @@ pub type StackFactory = Box<dyn FnMut(StackConfig) -> Stack + Send>;
 /// Builds a member's application.
 pub type AppFactory = Box<dyn FnMut(MemberId) -> Box<dyn App> + Send>;
 
+/// The datagram size the simulated network tells its stacks (unless their factory set
+/// one): what a 1500-byte Ethernet path carries after the IPv4, UDP and packet
+/// headers, so bundling and fragmentation work as between hosts.
+pub const SIM_MAX_DATAGRAM: usize = 1500 - 20 - 8 - 24;
+
 /// Everything a run depends on besides the stack factory.
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -501,6 +506,9 @@ impl Sim {
         let me = self.nodes[n as usize].id;
         let seed = Rng::new(self.cfg.seed ^ me.0.wrapping_mul(0x9e37_79b9_7f4a_7c15)).next_u64();
         let mut stack = (self.factory)(StackConfig { me, seed, members });
+        if stack.max_datagram().is_none() {
+            stack.set_max_datagram(SIM_MAX_DATAGRAM);
+        }
         let buf = SharedBuf::default();
         stack.set_trace(TraceWriter::new(me, Box::new(buf.clone())));
         self.traces.insert(me, buf);

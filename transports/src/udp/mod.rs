@@ -23,6 +23,10 @@
 //! itself (and ignores its own datagrams should they come back anyway, as they do on
 //! the loopback device, which loops every packet whatever the option says).
 //!
+//! Every stack on the sockets is told how large a datagram the interface carries
+//! ([`crate::mtu`]: its MTU, or the descriptor's smaller `mtu`, less the IP, UDP and
+//! packet headers), so bundling and fragmentation size their datagrams from it.
+//!
 //! Loopback: multicast on `127.0.0.1` works on Linux without a route once the
 //! outgoing interface is set with `IP_MULTICAST_IF` and the group is joined on
 //! `127.0.0.1`, which is what the defaults do.
@@ -41,6 +45,8 @@ pub struct UdpSockets {
     pub group_socket: UdpSocket,
     /// Sends everything; receives point-to-point sends.
     pub unicast: UdpSocket,
+    /// Bytes of stack data one datagram carries ([`crate::mtu`]).
+    pub max_datagram: usize,
 }
 
 /// Parses and checks a group address: IPv4 multicast with a port.
@@ -164,7 +170,9 @@ pub fn open(spec: &UdpSpec) -> Result<UdpSockets, TransportError> {
     })?;
     g.set_nonblocking(true).map_err(TransportError::io("make the socket nonblocking"))?;
 
-    Ok(UdpSockets { group, interface, group_socket: g.into(), unicast: uni.into() })
+    let mtu = crate::mtu::path_mtu(IpAddr::V4(interface), spec.mtu);
+    let max_datagram = crate::mtu::max_datagram(IpAddr::V4(interface), mtu);
+    Ok(UdpSockets { group, interface, group_socket: g.into(), unicast: uni.into(), max_datagram })
 }
 
 /// The address peers reach a socket bound to `local` at.

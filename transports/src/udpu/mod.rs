@@ -24,6 +24,8 @@ pub struct UdpuSocket {
     /// Where peers reach this socket (the loopback address for a wildcard bind).
     pub reachable: SocketAddr,
     pub seeds: Vec<SocketAddr>,
+    /// Bytes of stack data one datagram carries ([`crate::mtu`]).
+    pub max_datagram: usize,
 }
 
 fn resolve(s: &str) -> Result<SocketAddr, TransportError> {
@@ -55,7 +57,9 @@ pub fn open(spec: &UdpuSpec) -> Result<UdpuSocket, TransportError> {
     sock.set_nonblocking(true).map_err(TransportError::io("make the socket nonblocking"))?;
     let socket: UdpSocket = sock.into();
     let local = socket.local_addr().map_err(TransportError::io("read the bound address"))?;
-    Ok(UdpuSocket { socket, reachable: crate::udp::reachable(local), seeds })
+    let mtu = crate::mtu::path_mtu(bind.ip(), spec.mtu);
+    let max_datagram = crate::mtu::max_datagram(bind.ip(), mtu);
+    Ok(UdpuSocket { socket, reachable: crate::udp::reachable(local), seeds, max_datagram })
 }
 
 /// The addresses a cast of `group` goes to: seeds, learned members of the group and
@@ -99,6 +103,7 @@ mod tests {
             seeds: vec![],
             recv_buffer: 1 << 16,
             send_buffer: 1 << 16,
+            mtu: None,
         };
         assert!(matches!(open(&spec("not an address")), Err(TransportError::BadAddress { .. })));
         let taken = open(&spec("127.0.0.1:0")).unwrap();
