@@ -46,7 +46,11 @@ fn flow() -> Vec<Box<dyn Layer>> {
     vec![Box::new(Flow::new(FlowParams::default()))]
 }
 fn bundle() -> Vec<Box<dyn Layer>> {
-    vec![Box::new(Bundle::new(BundleParams { max_bytes: Some(1400), delay_us: 200 }))]
+    vec![Box::new(Bundle::new(BundleParams {
+        max_bytes: Some(1400),
+        delay_us: 200,
+        ..BundleParams::default()
+    }))]
 }
 
 /// Times `iters` messages, `burst` per call, building a fresh stack every [`CHUNK`].

@@ -89,6 +89,11 @@ pub trait Layer: Send + 'static {
     }
     /// One of this layer's timers fired.
     fn timer(&mut self, _id: TimerId, _ctx: &mut Ctx) {}
+    /// The stack's owner has nothing more to hand the stack for now (the transport
+    /// read every datagram that had arrived and took every application call waiting).
+    /// Called once after each [`Ctx::call_when_idle`]; a layer holding messages back
+    /// for company (bundling) sends them here rather than wait for a timer.
+    fn idle(&mut self, _ctx: &mut Ctx) {}
 }
 
 /// Named counters of one layer (`naks_sent`, `retransmissions`, `buffered_bytes`, ...).
@@ -174,6 +179,8 @@ pub(crate) struct Slot {
     pub(crate) headroom: usize,
     /// Header bytes every layer below this one may add (the sum of their `header_max`).
     pub(crate) below: usize,
+    /// The layer asked for [`Layer::idle`].
+    pub(crate) idle_wanted: bool,
 }
 
 /// What a layer can do: its only window on the world. Three words, built for every
@@ -219,6 +226,13 @@ impl<'a> Ctx<'a> {
             Some(t) => t.1 = at,
             None => self.slot.timers.push((id, at)),
         }
+    }
+    /// Asks for one call of [`Layer::idle`] when the stack's owner next runs out of
+    /// input. Owners without a notion of idleness (the simulator) never call it, so
+    /// a layer that asks keeps a timer as well.
+    #[inline]
+    pub fn call_when_idle(&mut self) {
+        self.slot.idle_wanted = true;
     }
     /// Sets (or moves) timer `id` to fire `after` from now.
     pub fn set_timer_after(&mut self, id: TimerId, after: Duration) {

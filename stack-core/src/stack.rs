@@ -133,7 +133,13 @@ impl Stack {
         for l in &layers {
             let below = headroom;
             headroom += l.header_max();
-            slots.push(Slot { timers: Vec::new(), counters: Counters::default(), headroom, below });
+            slots.push(Slot {
+                timers: Vec::new(),
+                counters: Counters::default(),
+                headroom,
+                below,
+                idle_wanted: false,
+            });
         }
         let has_views = layers.iter().any(|l| l.provides().contains(&props::VIEWS));
         let core = Core {
@@ -340,6 +346,25 @@ impl Stack {
             self.slots[i].timers.retain(|t| t.0 != id);
             self.core.queue.push_back(Item::Timer(i as u32, id));
             self.run();
+        }
+    }
+
+    /// Whether a layer asked to hear when the owner runs out of input
+    /// ([`Stack::idle`]).
+    pub fn wants_idle(&self) -> bool {
+        self.slots.iter().any(|s| s.idle_wanted)
+    }
+
+    /// The owner has nothing more to hand the stack for now: every layer that asked
+    /// ([`Ctx::call_when_idle`]) gets [`Layer::idle`], top to bottom, so what an upper
+    /// layer sends then still passes the layers below before this returns.
+    pub fn idle(&mut self, now: Time) {
+        self.core.now = now;
+        for i in (0..self.layers.len()).rev() {
+            if std::mem::take(&mut self.slots[i].idle_wanted) {
+                self.with_ctx(i, |l, ctx| l.idle(ctx));
+                self.run();
+            }
         }
     }
 

@@ -95,6 +95,19 @@ impl<L: Layer> Harness<L> {
         self.call(|l, c| l.up(ev, c));
     }
 
+    /// Whether the layer asked for [`Layer::idle`] since the last call.
+    pub fn wants_idle(&self) -> bool {
+        self.slot.idle_wanted
+    }
+
+    /// Calls [`Layer::idle`] as an owner running out of input does, if the layer
+    /// asked for it.
+    pub fn idle(&mut self) {
+        if std::mem::take(&mut self.slot.idle_wanted) {
+            self.call(|l, c| l.idle(c));
+        }
+    }
+
     /// Fires timer `id` directly (as a spurious or due timeout would).
     pub fn fire(&mut self, id: TimerId) {
         self.slot.timers.retain(|t| t.0 != id);

@@ -249,3 +249,61 @@ fn each_layer_sees_the_datagram_room_left_by_the_headers_below_it() {
     assert_eq!(rooms(Some(5)), vec![Some(5), Some(2), Some(0)]);
     assert_eq!(rooms(None), vec![None, None, None]);
 }
+
+/// Holds casts until the owner goes idle, then passes them on; logs its idle calls.
+struct Corked {
+    name: &'static str,
+    held: Vec<Down>,
+    log: Log,
+}
+impl Layer for Corked {
+    fn name(&self) -> &'static str {
+        self.name
+    }
+    fn down(&mut self, ev: Down, ctx: &mut Ctx) {
+        match ev {
+            Down::Cast(_) => {
+                self.held.push(ev);
+                ctx.call_when_idle();
+            }
+            other => ctx.down(other),
+        }
+    }
+    fn idle(&mut self, ctx: &mut Ctx) {
+        self.log.lock().unwrap().push(format!("{}:idle:{}", self.name, self.held.len()));
+        for ev in self.held.drain(..) {
+            ctx.down(ev);
+        }
+    }
+}
+
+#[test]
+fn idle_reaches_the_layers_that_asked_top_to_bottom_once_per_request() {
+    let log: Log = Arc::default();
+    let corked = |name| Box::new(Corked { name, held: Vec::new(), log: log.clone() });
+    let layers: Vec<Box<dyn Layer>> = vec![corked("low"), corked("high")];
+    let me = MemberId::new(1, 0);
+    let mut s = Stack::new(layers, StackConfig { me, seed: 1, members: vec![me] });
+    s.join(Time::ZERO);
+    while s.poll_net().is_some() {}
+    assert!(!s.wants_idle());
+    s.idle(Time::ZERO);
+    assert!(log.lock().unwrap().is_empty(), "nobody asked");
+    s.cast(Time::ZERO, Bytes::from_static(b"a")).unwrap();
+    s.cast(Time::ZERO, Bytes::from_static(b"b")).unwrap();
+    assert!(s.wants_idle());
+    assert!(s.poll_net().is_none(), "held until idle");
+    s.idle(Time::ZERO);
+    // `high` lets both casts go; `low` holds them, asks again, and is called in the
+    // same idle pass, being below.
+    assert_eq!(*log.lock().unwrap(), vec!["high:idle:2", "low:idle:2"]);
+    let mut out = 0;
+    while let Some(o) = s.poll_net() {
+        assert!(matches!(o, NetOut::Cast(_)));
+        out += 1;
+    }
+    assert_eq!(out, 2);
+    assert!(!s.wants_idle());
+    s.idle(Time::ZERO);
+    assert_eq!(log.lock().unwrap().len(), 2, "no request, no call");
+}

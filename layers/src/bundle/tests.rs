@@ -7,7 +7,11 @@ const B: MemberId = MemberId::new(2, 0);
 const C: MemberId = MemberId::new(3, 0);
 
 fn bundle(max_bytes: usize) -> Harness<Bundle> {
-    Harness::new(Bundle::new(BundleParams { max_bytes: Some(max_bytes), delay_us: 200 }))
+    Harness::new(Bundle::new(BundleParams {
+        max_bytes: Some(max_bytes),
+        delay_us: 200,
+        ..BundleParams::default()
+    }))
 }
 
 fn cast(h: &mut Harness<Bundle>, b: &'static [u8]) {
@@ -209,9 +213,14 @@ fn malformed_datagrams_are_dropped_whole() {
 
 #[test]
 fn parameters_are_clamped_to_a_datagram() {
-    let b = Bundle::new(BundleParams { max_bytes: Some(1 << 20), delay_us: 1 });
+    let b = Bundle::new(BundleParams {
+        max_bytes: Some(1 << 20),
+        delay_us: 1,
+        ..BundleParams::default()
+    });
     assert_eq!(b.max, MAX_DATAGRAM);
-    let b = Bundle::new(BundleParams { max_bytes: Some(0), delay_us: 1 });
+    let b =
+        Bundle::new(BundleParams { max_bytes: Some(0), delay_us: 1, ..BundleParams::default() });
     assert_eq!(b.max, 2);
 }
 
@@ -235,8 +244,12 @@ fn datagrams(mut h: Harness<Bundle>, n: usize, size: usize) -> (Vec<usize>, u64)
 #[test]
 fn without_a_size_datagrams_are_as_large_as_the_transport_carries() {
     // 60,000 bytes of datagram, 20 of them taken by the headers of layers below.
-    let h = Harness::new(Bundle::new(BundleParams { max_bytes: None, delay_us: 200 }))
-        .with_datagram(60_000, 20);
+    let h = Harness::new(Bundle::new(BundleParams {
+        max_bytes: None,
+        delay_us: 200,
+        ..BundleParams::default()
+    }))
+    .with_datagram(60_000, 20);
     let (sizes, max) = datagrams(h, 100, 1024);
     assert_eq!(max, 59_980);
     // 58 messages of 1026 bytes (length varint + body) behind the tag fill one
@@ -247,14 +260,22 @@ fn without_a_size_datagrams_are_as_large_as_the_transport_carries() {
 
 #[test]
 fn a_size_given_is_kept_below_what_the_transport_carries() {
-    let small = Harness::new(Bundle::new(BundleParams { max_bytes: Some(4000), delay_us: 200 }))
-        .with_datagram(60_000, 0);
+    let small = Harness::new(Bundle::new(BundleParams {
+        max_bytes: Some(4000),
+        delay_us: 200,
+        ..BundleParams::default()
+    }))
+    .with_datagram(60_000, 0);
     let (sizes, max) = datagrams(small, 10, 1024);
     assert_eq!(max, 4000);
     // The last one alone: a one-byte tag, no length.
     assert_eq!(sizes, vec![1 + 3 * 1026; 3].into_iter().chain([1 + 1024]).collect::<Vec<_>>());
-    let large = Harness::new(Bundle::new(BundleParams { max_bytes: Some(60_000), delay_us: 200 }))
-        .with_datagram(1448, 8);
+    let large = Harness::new(Bundle::new(BundleParams {
+        max_bytes: Some(60_000),
+        delay_us: 200,
+        ..BundleParams::default()
+    }))
+    .with_datagram(1448, 8);
     let (sizes, max) = datagrams(large, 3, 1024);
     assert_eq!(max, 1440);
     assert_eq!(sizes, vec![1 + 1024; 3]);
@@ -298,4 +319,33 @@ quickcheck::quickcheck! {
         }).collect();
         got == msgs
     }
+}
+
+#[test]
+fn an_idle_transport_gets_what_is_pending_at_once() {
+    let mut h = bundle(1400);
+    h.down(Down::Cast(Msg::new(Bytes::from_static(b"a"), 0)));
+    h.down(Down::Send(B, Msg::new(Bytes::from_static(b"b"), 0)));
+    h.down(Down::Cast(Msg::new(Bytes::from_static(b"c"), 0)));
+    assert!(h.take_down().is_empty(), "waiting for company");
+    assert!(h.wants_idle(), "asked to hear when the transport is idle");
+    h.idle();
+    let out = h.take_down();
+    assert_eq!(out.len(), 2, "the casts' bundle and the send: {out:?}");
+    assert!(matches!(&out[0], Down::Cast(m) if m.len() == 1 + 2 * 2));
+    assert!(matches!(&out[1], Down::Send(d, m) if *d == B && m.len() == 2));
+    assert!(h.timers().is_empty(), "nothing pending, no timer");
+    assert!(!h.wants_idle());
+}
+
+#[test]
+fn without_idle_flush_bundles_wait_for_the_timer() {
+    let p = BundleParams { idle_flush: false, ..BundleParams::default() };
+    let mut h = Harness::new(Bundle::new(p));
+    h.down(Down::Cast(Msg::new(Bytes::from_static(b"a"), 0)));
+    assert!(!h.wants_idle());
+    h.idle();
+    assert!(h.take_down().is_empty());
+    h.advance(Duration::from_micros(200));
+    assert_eq!(h.take_down().len(), 1);
 }

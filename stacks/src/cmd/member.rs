@@ -728,6 +728,8 @@ mod raw {
         let mut until: Option<Instant> =
             args.send_for.map(|t| Instant::now() + Duration::from_secs_f64(t));
         let deadline = args.duration.map(|t| Instant::now() + Duration::from_secs_f64(t));
+        let gap = (args.rate > 0.0).then(|| Duration::from_secs_f64(1.0 / args.rate));
+        let mut next_due: Option<Instant> = None;
         loop {
             if stop.load(Ordering::Relaxed) || deadline.is_some_and(|d| Instant::now() >= d) {
                 break;
@@ -739,6 +741,16 @@ mod raw {
                     println!("sent {sent}");
                 } else {
                     for _ in 0..64 {
+                        if let Some(gap) = gap {
+                            // Paced: send when due (catching up after a late wake-up).
+                            let now = Instant::now();
+                            let due = *next_due.get_or_insert(now);
+                            if now < due {
+                                std::thread::sleep((due - now).min(Duration::from_millis(1)));
+                                break;
+                            }
+                            next_due = Some(due + gap);
+                        }
                         buf[..8].copy_from_slice(&mono_ns().to_le_bytes());
                         buf[8..16].copy_from_slice(&(sent + 1).to_le_bytes());
                         match s.send_to(&buf, &dest) {

@@ -237,15 +237,18 @@ impl EventLoop {
         loop {
             let now = self.now();
             self.fire_timers(now);
+            if !self.busy() {
+                // Nothing more to read or take: what layers hold back for company
+                // (bundles) goes now rather than at their timer.
+                self.idle_stacks(now);
+            }
             self.drain_stacks(now);
             self.flush_all();
             self.reap(now);
             if self.stopping {
                 break;
             }
-            let busy = self.more_commands
-                || !self.local.is_empty()
-                || self.sockets.iter().flatten().any(|s| s.read_pending.iter().any(|&p| p));
+            let busy = self.busy();
             let timeout = if busy { Some(Duration::ZERO) } else { self.next_deadline(now) };
             if let Err(e) = self.poll.poll(&mut events, timeout) {
                 if e.kind() == io::ErrorKind::Interrupted {
@@ -302,6 +305,22 @@ impl EventLoop {
         }
         // Round up so the wake-up is not a little early (poll timeouts are coarse).
         at.map(|t| t.since(now) + Duration::from_micros(if t > now { 500 } else { 0 }))
+    }
+
+    /// Whether input is waiting: commands beyond one turn, datagrams for local members,
+    /// sockets not read to the end.
+    fn busy(&self) -> bool {
+        self.more_commands
+            || !self.local.is_empty()
+            || self.sockets.iter().flatten().any(|s| s.read_pending.iter().any(|&p| p))
+    }
+
+    fn idle_stacks(&mut self, now: Time) {
+        for g in self.groups.iter_mut().flatten() {
+            if g.stack.wants_idle() {
+                g.stack.idle(now);
+            }
+        }
     }
 
     fn fire_timers(&mut self, now: Time) {

@@ -277,7 +277,7 @@ pub fn run(file: &Path, out: &Path, net: &NetOpts) -> Result<ExitCode> {
             let raw_size = size.min(MAX_DATAGRAM);
             let raw = if m.raw {
                 step(&format!("raw UDP, {raw_size} B, {members} members"));
-                match run_raw(members, size, m.seconds, &net.raw_group) {
+                match run_raw(members, size, m.seconds, 0.0, &net.raw_group) {
                     Ok(r) => Some(figures(&r, m.seconds)),
                     Err(e) => {
                         progress(format!("raw baseline failed: {e:#}"));
@@ -295,7 +295,8 @@ pub fn run(file: &Path, out: &Path, net: &NetOpts) -> Result<ExitCode> {
             for stack in &m.stacks {
                 let label = stack.file_stem().and_then(|s| s.to_str()).unwrap_or("?").to_string();
                 step(&format!("{label}, {size} B, {members} members"));
-                let cell = Cell { stack: stack.clone(), members, size, seconds: m.seconds };
+                let cell =
+                    Cell { stack: stack.clone(), members, size, seconds: m.seconds, rate: 0.0 };
                 let mut c = json!({
                     "stack": label,
                     "file": stack.display().to_string(),

@@ -150,6 +150,7 @@ pub fn run(args: &Args) -> Result<ExitCode> {
         members: args.members,
         size: args.size,
         seconds: args.seconds,
+        rate: args.rate,
     };
     progress(format!(
         "memory of {} `{name}` members over {}, {} B casts for {} s",

@@ -59,6 +59,10 @@ pub struct Args {
     /// How long every member casts.
     #[arg(long, default_value_t = 5.0, value_name = "T")]
     seconds: f64,
+    /// Casts per second of every member (and of every raw sender with --raw), for
+    /// latency below saturation; 0: as fast as flow control allows.
+    #[arg(long, default_value_t = 0.0, value_name = "MSGS_PER_S")]
+    rate: f64,
     /// Also measure plain UDP multicast with the same processes, sizes and duration.
     #[arg(long)]
     raw: bool,
@@ -112,6 +116,8 @@ pub struct Cell {
     pub members: usize,
     pub size: usize,
     pub seconds: f64,
+    /// Casts per second of every member; 0: as fast as flow control allows.
+    pub rate: f64,
 }
 
 /// How cells reach each other: the network options of the command line.
@@ -248,6 +254,7 @@ pub fn run_stack(
         c.args(["--stack", &cell.stack.display().to_string(), "--name", name, "--control"])
             .args(["--size", &cell.size.to_string()])
             .args(["--duration", &(cell.seconds + 40.0).to_string()])
+            .args(["--rate", &cell.rate.to_string()])
             .args(net.member_args(i));
         if !has_views {
             c.args(["--peers", &names.join(",")]);
@@ -293,7 +300,15 @@ pub fn run_stack(
 
 /// The raw UDP multicast baseline with `members` processes sending `size`-byte
 /// datagrams (at most [`MAX_DATAGRAM`]) for `seconds`.
-pub fn run_raw(members: usize, size: usize, seconds: f64, group: &str) -> Result<Vec<Value>> {
+/// Runs the raw UDP multicast baseline: `members` processes each send `size`-byte
+/// datagrams for `seconds` (`rate` a second each, or as fast as they can with 0).
+pub fn run_raw(
+    members: usize,
+    size: usize,
+    seconds: f64,
+    rate: f64,
+    group: &str,
+) -> Result<Vec<Value>> {
     transports::udp::parse_group(group)?;
     let size = size.min(MAX_DATAGRAM);
     let mut procs = Vec::new();
@@ -302,7 +317,8 @@ pub fn run_raw(members: usize, size: usize, seconds: f64, group: &str) -> Result
         let mut c = proc::member_command()?;
         c.args(["--raw", "--control", "--name", &name, "--group", group])
             .args(["--size", &size.to_string()])
-            .args(["--duration", &(seconds + 20.0).to_string()]);
+            .args(["--duration", &(seconds + 20.0).to_string()])
+            .args(["--rate", &rate.to_string()]);
         procs.push(Proc::spawn(&name, c, false)?);
     }
     let n = members;
@@ -369,6 +385,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if args.members == 0 || args.size < 8 || !(args.seconds > 0.0 && args.seconds <= 600.0) {
         bail!("--members must be at least 1, --size at least 8, --seconds in (0, 600]");
     }
+    if !(args.rate >= 0.0 && args.rate.is_finite()) {
+        bail!("--rate must be a number of casts per second, 0 or more");
+    }
     if let Some(file) = &args.matrix {
         return matrix::run(file, &args.out, &args.net_opts());
     }
@@ -386,11 +405,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
         members: args.members,
         size: args.size,
         seconds: args.seconds,
+        rate: args.rate,
     };
     let stack = run_cell(&cell, &args.net_opts())?;
     let raw = if args.raw {
         Some(figures(
-            &run_raw(args.members, args.size, args.seconds, &args.raw_group)?,
+            &run_raw(args.members, args.size, args.seconds, args.rate, &args.raw_group)?,
             args.seconds,
         ))
     } else {
@@ -403,6 +423,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         "members": args.members,
         "size": args.size,
         "seconds": args.seconds,
+        "rate": args.rate,
         "complete": stack["complete"],
         "msgs_per_s": stack["msgs_per_s"],
         "mb_per_s": stack["mb_per_s"],
@@ -424,8 +445,12 @@ pub fn run(args: Args) -> Result<ExitCode> {
 }
 
 fn print_table(o: &Value) {
+    let pace = match o["rate"].as_f64() {
+        Some(r) if r > 0.0 => format!(", {r} casts/s each"),
+        _ => String::new(),
+    };
     println!(
-        "stack `{}` over {}: {} members, {} B payloads, {} s",
+        "stack `{}` over {}: {} members, {} B payloads, {} s{pace}",
         o["stack"].as_str().unwrap_or(""),
         o["network"].as_str().unwrap_or(""),
         o["members"],

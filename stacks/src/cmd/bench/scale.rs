@@ -81,8 +81,13 @@ pub fn sim_part(stack: &Path, size: usize, messages: u64) -> Result<Vec<Value>> 
 pub fn procs_part(args: &Args) -> Result<Vec<Value>> {
     let mut rows = Vec::new();
     for n in PROC_MEMBERS {
-        let cell =
-            Cell { stack: args.stack.clone(), members: n, size: args.size, seconds: args.seconds };
+        let cell = Cell {
+            stack: args.stack.clone(),
+            members: n,
+            size: args.size,
+            seconds: args.seconds,
+            rate: args.rate,
+        };
         let f = run_cell(&cell, &args.net_opts())?;
         let per = f["per_member"].as_array().cloned().unwrap_or_default();
         let cpu: f64 = per.iter().map(|p| p["cpu_seconds"].as_f64().unwrap_or(0.0)).sum();
