@@ -8,10 +8,10 @@
 use crate::event::{Down, TimerId, Up};
 use crate::member::MemberId;
 use crate::message::Msg;
+use crate::queue::Fifo;
 use crate::rng::Rng;
 use crate::time::Time;
 use bytes::Bytes;
-use std::collections::VecDeque;
 use std::fmt;
 use std::time::Duration;
 
@@ -155,11 +155,11 @@ pub(crate) struct Core {
     pub(crate) top: usize,
     pub(crate) now: Time,
     pub(crate) me: MemberId,
-    pub(crate) queue: VecDeque<Item>,
+    pub(crate) queue: Fifo<Item>,
     /// Events passed down by the bottom layer, for the transport.
-    pub(crate) net: VecDeque<Down>,
+    pub(crate) net: Fifo<Down>,
     /// Events passed up by the top layer, for the application.
-    pub(crate) app: VecDeque<Up>,
+    pub(crate) app: Fifo<Up>,
     pub(crate) rng: Rng,
 }
 
@@ -185,18 +185,18 @@ impl<'a> Ctx<'a> {
     #[inline]
     pub fn down(&mut self, ev: Down) {
         if self.index == 0 {
-            self.core.net.push_back(ev);
+            self.core.net.push(ev);
         } else {
-            self.core.queue.push_back(Item::Down((self.index - 1) as u32, ev));
+            self.core.queue.push(Item::Down((self.index - 1) as u32, ev));
         }
     }
     /// Passes an event to the layer above (or to the application from the top layer).
     #[inline]
     pub fn up(&mut self, ev: Up) {
         if self.index == self.core.top {
-            self.core.app.push_back(ev);
+            self.core.app.push(ev);
         } else {
-            self.core.queue.push_back(Item::Up((self.index + 1) as u32, ev));
+            self.core.queue.push(Item::Up((self.index + 1) as u32, ev));
         }
     }
     /// Injected time.
