@@ -1,11 +1,13 @@
 //! The driver's event queue: a FIFO ring buffer tuned for the one thing the driver
 //! does on every layer hop, moving one event in and one event out.
 //!
-//! Unlike `VecDeque`, an event is written straight into its slot (the slot is found,
-//! and the buffer grown if need be, before the event is moved, so the move is a single
-//! copy from the handler's argument to the slot) and read with a single copy out of
-//! it. The capacity is a power of two, so a position is a mask away from an index and
-//! the hot paths have one compare each (full on push, empty on pop).
+//! Unlike `VecDeque`, an event is moved into its slot with a single copy from the
+//! handler's argument (growth, the only call on the way, cannot unwind, so the
+//! compiler keeps no other copy of the event for a cleanup path), and the driver moves
+//! it out of its slot with a single copy into the next handler's argument
+//! ([`Fifo::pop_in_place`]). The capacity is a power of two, so a position is a mask
+//! away from an index and the hot paths have one compare each (full on push, empty on
+//! pop).
 
 use std::mem::{ManuallyDrop, MaybeUninit};
 
@@ -107,6 +109,7 @@ impl<T> Fifo<T> {
 #[inline(never)]
 extern "C" fn grow<T>(q: &mut Fifo<T>) {
     let old = q.buf.len();
+    // No overflow: `old` items already fit in memory.
     let mut buf = Fifo::<T>::alloc(old * 2);
     // The items are `head..old` followed by `0..head` (the buffer is full).
     let first = old - q.head;
