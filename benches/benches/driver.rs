@@ -1,6 +1,10 @@
-//! The driver's cost per message per pass-through layer: stacks of 1, 4 and 8
+//! The driver's cost per message per pass-through layer: stacks of 0, 1, 4 and 8
 //! pass-through layers, one message down and back up. The per-layer figure is the
-//! slope between stack heights: (t(8) - t(1)) / 7 / 2 per layer traversal.
+//! slope between stack heights: (t(8) - t(1)) / 7 per layer and round trip (down and
+//! up), half that per layer traversal. Each traversal is a push of the event into the
+//! driver's queue and a pop into the next layer's call (one copy of the event each).
+//!
+//! `cargo bench -p benches --bench driver -- --warm-up-time 1 --measurement-time 3`
 
 use benches::{round_trip, stack};
 use criterion::{criterion_group, criterion_main, BenchmarkId, Criterion, Throughput};

@@ -21,6 +21,7 @@ pub mod layer;
 pub mod member;
 pub mod message;
 pub mod packet;
+mod queue;
 pub mod registry;
 pub mod rng;
 pub mod stack;

@@ -8,20 +8,17 @@
 
 use crate::wire::{Header, WireError};
 use bytes::{Bytes, BytesMut};
-use smallvec::SmallVec;
-
-/// Headroom kept inline, without a heap allocation. A message starts with at most this
-/// much headroom and grows its header area (one allocation) only if the headers
-/// actually pushed exceed it; the sum of the layers' `header_max` is an upper bound
-/// rarely approached. Sized so that a `Down`/`Up` event stays within 120 bytes and a
-/// queued event is moved with inline copies rather than `memcpy` calls.
-pub const INLINE_HEADROOM: usize = 56;
 
 /// A message travelling through a stack: headers in front, payload behind.
+///
+/// The header area lives on the heap, allocated once when the message is created with
+/// headroom (a message from the wire has none and allocates nothing), so that the
+/// message itself stays small (56 bytes): events carrying it are moved from layer to
+/// layer through the driver's queue, one copy per hop.
 #[derive(Clone, Default)]
 pub struct Msg {
     /// Header area; the valid bytes are `head[start..]`.
-    head: SmallVec<[u8; INLINE_HEADROOM]>,
+    head: Box<[u8]>,
     start: usize,
     body: Bytes,
 }
@@ -39,19 +36,16 @@ impl PartialEq for Msg {
 }
 
 impl Msg {
-    /// A message carrying `body`, with room for `headroom` bytes of headers: up to
-    /// [`INLINE_HEADROOM`] reserved inline at once, the header area growing on demand
-    /// beyond that.
+    /// A message carrying `body`, with room for `headroom` bytes of headers (one
+    /// allocation, none if `headroom` is 0), the header area growing on demand beyond
+    /// that.
     pub fn new(body: Bytes, headroom: usize) -> Msg {
-        let h = headroom.min(INLINE_HEADROOM);
-        let mut head = SmallVec::new();
-        head.resize(h, 0);
-        Msg { head, start: h, body }
+        Msg { head: vec![0; headroom].into_boxed_slice(), start: headroom, body }
     }
 
     /// A message as it arrived from the wire: no headroom, all bytes in the body.
     pub fn from_wire(bytes: Bytes) -> Msg {
-        Msg { head: SmallVec::new(), start: 0, body: bytes }
+        Msg { head: Box::default(), start: 0, body: bytes }
     }
 
     /// Total length: header bytes plus payload.
@@ -96,17 +90,23 @@ impl Msg {
         self.start = s;
     }
 
+    #[inline]
     fn reserve_front(&mut self, n: usize) {
-        if n <= self.start {
-            return;
+        if n > self.start {
+            self.grow_front(n);
         }
+    }
+
+    /// Makes room for `n` header bytes (and 16 more) in front of the pushed ones.
+    #[cold]
+    #[inline(never)]
+    fn grow_front(&mut self, n: usize) {
         let extra = n - self.start + 16;
-        let mut head: SmallVec<[u8; INLINE_HEADROOM]> =
-            SmallVec::with_capacity(self.head.len() + extra);
+        let mut head = Vec::with_capacity(self.head.len() + extra);
         head.resize(extra, 0);
         head.extend_from_slice(&self.head);
         self.start += extra;
-        self.head = head;
+        self.head = head.into_boxed_slice();
     }
 
     /// Pops a header from the front. On error the message is left unchanged.
@@ -169,7 +169,7 @@ impl Msg {
 
     fn flatten(&mut self) {
         self.body = self.to_bytes();
-        self.head.clear();
+        self.head = Box::default();
         self.start = 0;
     }
 

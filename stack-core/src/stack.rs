@@ -11,6 +11,7 @@ use crate::event::{Down, SeqVector, TimerId, Up};
 use crate::layer::{props, Core, Counters, Ctx, Item, Layer, Property, Slot};
 use crate::member::{MemberId, View, ViewReason};
 use crate::message::Msg;
+use crate::queue::Fifo;
 use crate::rng::Rng;
 use crate::time::Time;
 use crate::trace::TraceWriter;
@@ -146,9 +147,9 @@ impl Stack {
             top: layers.len().saturating_sub(1),
             now: Time::ZERO,
             me: cfg.me,
-            queue: VecDeque::with_capacity(64),
-            net: VecDeque::with_capacity(16),
-            app: VecDeque::with_capacity(16),
+            queue: Fifo::with_capacity(64),
+            net: Fifo::with_capacity(16),
+            app: Fifo::with_capacity(16),
             rng: Rng::new(cfg.seed),
             max_datagram: None,
         };
@@ -239,7 +240,7 @@ impl Stack {
             }
             let v = View::new(1, members, ViewReason::Initial);
             self.push_down(Down::View(v.clone()));
-            self.core.app.push_back(Up::View(v));
+            self.core.app.push(Up::View(v));
         }
         self.run();
     }
@@ -318,9 +319,9 @@ impl Stack {
         let msg = Msg::from_wire(datagram);
         let ev = if cast { Up::Cast(from, msg) } else { Up::Send(from, msg) };
         if self.layers.is_empty() {
-            self.core.app.push_back(ev);
+            self.core.app.push(ev);
         } else {
-            self.core.queue.push_back(Item::Up(0, ev));
+            self.core.queue.push(Item::Up(0, ev));
         }
         self.run();
     }
@@ -344,7 +345,7 @@ impl Stack {
             }
             let Some((_, i, id)) = due else { break };
             self.slots[i].timers.retain(|t| t.0 != id);
-            self.core.queue.push_back(Item::Timer(i as u32, id));
+            self.core.queue.push(Item::Timer(i as u32, id));
             self.run();
         }
     }
@@ -371,7 +372,7 @@ impl Stack {
     /// The next datagram (or view) for the transport.
     pub fn poll_net(&mut self) -> Option<NetOut> {
         loop {
-            match self.core.net.pop_front()? {
+            match self.core.net.pop()? {
                 Down::Cast(m) => return Some(NetOut::Cast(m)),
                 Down::Send(d, m) => return Some(NetOut::Send(d, m)),
                 Down::View(v) => return Some(NetOut::View(v)),
@@ -421,8 +422,8 @@ impl Stack {
 
     fn push_down(&mut self, ev: Down) {
         match self.layers.len() {
-            0 => self.core.net.push_back(ev),
-            n => self.core.queue.push_back(Item::Down((n - 1) as u32, ev)),
+            0 => self.core.net.push(ev),
+            n => self.core.queue.push(Item::Down((n - 1) as u32, ev)),
         }
     }
 
@@ -445,19 +446,30 @@ impl Stack {
             if self.profile.is_some() {
                 self.drain_profiled();
             }
-            // The event is moved straight from the queue into the layer's call (no
-            // closure in between, which costs one more copy of the event per hop).
-            while let Some(item) = self.core.queue.pop_front() {
-                match item {
+            // The event is moved straight from its slot in the queue into the layer's
+            // call: one copy per hop (moving the item out whole, then its event out of
+            // it, would be two). The layer is looked up before the event is read, so
+            // nothing that can panic lies between the read and the call (a panic there
+            // would need a second copy of the event to drop).
+            while let Some(item) = self.core.queue.pop_in_place() {
+                let (layers, slots) = (&mut self.layers, &mut self.slots);
+                // SAFETY (each `ptr::read`): the item was popped, so it is ours; its
+                // event is read out once and the rest of it is `Copy`, and the item is
+                // forgotten (never dropped) once its borrow of the queue ends here.
+                match &**item {
                     Item::Down(i, ev) => {
-                        let (l, mut c) = self.layer_and_ctx(i as usize);
-                        l.down(ev, &mut c)
+                        let i = *i as usize;
+                        let (l, slot) = (layers[i].as_mut(), &mut slots[i]);
+                        let ev = unsafe { std::ptr::read(ev) };
+                        l.down(ev, &mut Ctx { index: i, core: &mut self.core, slot })
                     }
                     Item::Up(i, ev) => {
-                        let (l, mut c) = self.layer_and_ctx(i as usize);
-                        l.up(ev, &mut c)
+                        let i = *i as usize;
+                        let (l, slot) = (layers[i].as_mut(), &mut slots[i]);
+                        let ev = unsafe { std::ptr::read(ev) };
+                        l.up(ev, &mut Ctx { index: i, core: &mut self.core, slot })
                     }
-                    Item::Timer(i, id) => {
+                    &Item::Timer(i, id) => {
                         let (l, mut c) = self.layer_and_ctx(i as usize);
                         l.timer(id, &mut c)
                     }
@@ -466,7 +478,7 @@ impl Stack {
             if self.core.app.is_empty() {
                 break;
             }
-            while let Some(ev) = self.core.app.pop_front() {
+            while let Some(ev) = self.core.app.pop() {
                 self.hand_to_app(ev);
             }
         }

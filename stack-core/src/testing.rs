@@ -14,9 +14,9 @@
 use crate::event::{Down, TimerId, Up};
 use crate::layer::{Core, Counters, Ctx, Layer, Slot};
 use crate::member::MemberId;
+use crate::queue::Fifo;
 use crate::rng::Rng;
 use crate::time::Time;
-use std::collections::VecDeque;
 use std::time::Duration;
 
 /// One layer with a recording context: what it passes down, up, and which timers it set.
@@ -45,9 +45,9 @@ impl<L: Layer> Harness<L> {
                 top: 0,
                 now: Time::ZERO,
                 me,
-                queue: VecDeque::new(),
-                net: VecDeque::new(),
-                app: VecDeque::new(),
+                queue: Fifo::with_capacity(1),
+                net: Fifo::with_capacity(1),
+                app: Fifo::with_capacity(1),
                 rng: Rng::new(7),
                 max_datagram: None,
             },
@@ -129,12 +129,12 @@ impl<L: Layer> Harness<L> {
 
     /// Events the layer passed down since the last call.
     pub fn take_down(&mut self) -> Vec<Down> {
-        self.core.net.drain(..).collect()
+        std::iter::from_fn(|| self.core.net.pop()).collect()
     }
 
     /// Events the layer passed up since the last call.
     pub fn take_up(&mut self) -> Vec<Up> {
-        self.core.app.drain(..).collect()
+        std::iter::from_fn(|| self.core.app.pop()).collect()
     }
 
     /// Timers currently set, sorted.

@@ -5,6 +5,7 @@ use stack_core::{
     AppEvent, Bytes, CastError, Ctx, Down, Layer, MemberId, NetOut, Stack, StackConfig, Time,
     TimerId, TraceWriter, Up,
 };
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -306,4 +307,118 @@ fn idle_reaches_the_layers_that_asked_top_to_bottom_once_per_request() {
     assert!(!s.wants_idle());
     s.idle(Time::ZERO);
     assert_eq!(log.lock().unwrap().len(), 2, "no request, no call");
+}
+
+/// Turns each cast into `n` numbered casts (a byte in front), more than the driver's
+/// queue holds before it grows; going up, strips the number and logs it.
+struct Fanout {
+    n: u8,
+    seen: Arc<Mutex<Vec<u8>>>,
+}
+impl Layer for Fanout {
+    fn name(&self) -> &'static str {
+        "fanout"
+    }
+    fn down(&mut self, ev: Down, ctx: &mut Ctx) {
+        let Down::Cast(m) = ev else { return ctx.down(ev) };
+        for i in 0..self.n {
+            let mut copy = m.clone();
+            copy.push_bytes(&[i]);
+            ctx.down(Down::Cast(copy));
+        }
+    }
+    fn up(&mut self, ev: Up, ctx: &mut Ctx) {
+        let Up::Cast(from, mut m) = ev else { return ctx.up(ev) };
+        self.seen.lock().unwrap().push(m.front()[0]);
+        m.advance(1);
+        ctx.up(Up::Cast(from, m))
+    }
+}
+
+/// Passes everything on.
+struct Plain;
+impl Layer for Plain {
+    fn name(&self) -> &'static str {
+        "plain"
+    }
+}
+
+#[test]
+fn order_is_kept_when_the_queue_wraps_and_grows() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let fanout = Fanout { n: 150, seen: seen.clone() };
+    let mut s = Stack::new(vec![Box::new(Plain), Box::new(fanout), Box::new(Plain)], cfg());
+    s.join(Time::ZERO);
+    let numbers: Vec<u8> = (0..150).collect();
+    for round in 0..3u8 {
+        s.cast(Time::ZERO, Bytes::from(vec![round])).unwrap();
+        let wire: Vec<Bytes> = std::iter::from_fn(|| s.poll_net())
+            .filter_map(|o| match o {
+                NetOut::Cast(m) => Some(m.to_bytes()),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(wire.iter().map(|w| w[0]).collect::<Vec<_>>(), numbers, "down, round {round}");
+        // And back up, one datagram at a time.
+        for w in &wire {
+            s.receive(Time::ZERO, me(), true, w.clone());
+        }
+        assert_eq!(std::mem::take(&mut *seen.lock().unwrap()), numbers, "up, round {round}");
+        let delivered = std::iter::from_fn(|| s.poll_event())
+            .filter(|e| matches!(e, AppEvent::Deliver { payload, .. } if payload[..] == [round]))
+            .count();
+        assert_eq!(delivered, 150);
+    }
+}
+
+/// Counts how many of its kind were dropped.
+struct Counted(Arc<AtomicUsize>);
+impl AsRef<[u8]> for Counted {
+    fn as_ref(&self) -> &[u8] {
+        b"counted"
+    }
+}
+impl Drop for Counted {
+    fn drop(&mut self) {
+        self.0.fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+/// On a cast, queues `n` messages of its own for the layer below, each over its own
+/// counted buffer, then panics: the driver is left with events queued.
+struct Burst {
+    n: usize,
+    drops: Arc<AtomicUsize>,
+}
+impl Layer for Burst {
+    fn name(&self) -> &'static str {
+        "burst"
+    }
+    fn down(&mut self, ev: Down, ctx: &mut Ctx) {
+        if !matches!(ev, Down::Cast(_)) {
+            return ctx.down(ev);
+        }
+        for _ in 0..self.n {
+            let m = ctx.new_msg(Bytes::from_owner(Counted(self.drops.clone())));
+            ctx.down(Down::Cast(m));
+        }
+        panic!("burst");
+    }
+}
+
+#[test]
+fn a_stack_dropped_with_events_queued_drops_each_once() {
+    let drops = Arc::new(AtomicUsize::new(0));
+    let n = 100; // beyond the queue's initial room: it grows
+    let layers: Vec<Box<dyn Layer>> =
+        vec![Box::new(Plain), Box::new(Burst { n, drops: drops.clone() })];
+    let mut s = Stack::new(layers, cfg());
+    s.join(Time::ZERO);
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        s.cast(Time::ZERO, Bytes::from_static(b"x"))
+    }));
+    assert!(r.is_err());
+    assert_eq!(drops.load(Ordering::SeqCst), 0, "nothing dropped while queued");
+    drop(s);
+    assert_eq!(drops.load(Ordering::SeqCst), n, "each queued message dropped once");
 }

@@ -103,7 +103,7 @@ impl Stack {
 
     /// [`Stack::run`]'s queue drain, timing every handler call.
     pub(super) fn drain_profiled(&mut self) {
-        while let Some(item) = self.core.queue.pop_front() {
+        while let Some(item) = self.core.queue.pop() {
             let (i, cast_in) = match &item {
                 Item::Down(i, Down::Cast(m)) => (*i as usize, Some(m.len() as u64)),
                 Item::Down(i, _) | Item::Up(i, _) | Item::Timer(i, _) => (*i as usize, None),
@@ -117,11 +117,11 @@ impl Stack {
             }
             let nanos = ticks().wrapping_sub(start);
             let (mut n, mut bytes) = (0, 0);
-            let below = self.core.queue.range(queued..).filter_map(|it| match it {
+            let below = self.core.queue.iter_from(queued).filter_map(|it| match it {
                 Item::Down(_, Down::Cast(m)) => Some(m),
                 _ => None,
             });
-            let net = self.core.net.range(netted..).filter_map(|d| match d {
+            let net = self.core.net.iter_from(netted).filter_map(|d| match d {
                 Down::Cast(m) => Some(m),
                 _ => None,
             });
