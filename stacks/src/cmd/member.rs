@@ -4,7 +4,10 @@
 //! ([`transports::Runtime`]), optionally casts messages, prints views and a delivery
 //! summary, writes its trace, and exits cleanly on SIGINT/SIGTERM, after
 //! `--duration`, or on `stop` (see [`crate::proc`] for the control protocol that
-//! `strata demo` and `strata bench` drive it with).
+//! `strata demo` and `strata bench` drive it with). A clean exit on a signal or `stop`
+//! first stops casting and keeps delivering until nothing has arrived for
+//! 300 ms (3 s at most), so that members stopped together end with the casts that
+//! were in flight between them delivered.
 //!
 //! Output (stdout): human lines, `view <id> <member>...`, `sent <n>`,
 //! `complete <n>`, and last one JSON object with the run's figures (the only line
@@ -149,6 +152,11 @@ fn read_control() -> Receiver<Control> {
 
 /// SIGINT and SIGTERM set the returned flag (signal-hook's `flag` registration:
 /// async-signal-safe, no handler code of ours).
+/// A stopping member exits once nothing was delivered for this long...
+const STOP_QUIET: Duration = Duration::from_millis(300);
+/// ...or after this long at most.
+const STOP_MAX: Duration = Duration::from_secs(3);
+
 fn stop_on_signals() -> Result<Arc<AtomicBool>> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
@@ -377,11 +385,27 @@ pub fn run(args: Args) -> Result<ExitCode> {
     let mut exited = false;
     let mut incarnations: u32 = 1;
     let linger = Duration::from_millis(500);
+    // Stopping: (since, deliveries last seen, when they last changed).
+    let mut stopping: Option<(Instant, u64, Instant)> = None;
 
     loop {
         if stop.load(Ordering::Relaxed) {
-            exit_reason = "signal";
-            break;
+            let now = Instant::now();
+            let (since, seen, quiet) = stopping.get_or_insert_with(|| {
+                if sending.active {
+                    sending = Sending::default();
+                    send_end_ns = Some(mono_ns());
+                    println!("sent {sent}");
+                }
+                (now, stats.delivered, now)
+            });
+            if stats.delivered != *seen {
+                (*seen, *quiet) = (stats.delivered, now);
+            }
+            if now - *quiet >= STOP_QUIET || now - *since >= STOP_MAX {
+                exit_reason = "signal";
+                break;
+            }
         }
         if deadline.is_some_and(|d| Instant::now() >= d) {
             exit_reason = "duration";
