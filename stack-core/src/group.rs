@@ -31,8 +31,10 @@ use std::time::{Duration, Instant};
 
 pub use crossbeam_channel::{RecvError, RecvTimeoutError, TryRecvError};
 
-/// Default capacity of a group's command channel.
-pub const DEFAULT_COMMAND_CAPACITY: usize = 4096;
+/// Default capacity of a group's command channel: what the event loop takes from one
+/// member in one turn. The channel's slots are allocated up front (about 56 bytes
+/// each), which is most of what a group costs in memory when many share a process.
+pub const DEFAULT_COMMAND_CAPACITY: usize = 256;
 
 /// How long [`GroupHandle::counters`] and [`GroupHandle::end_trace`] wait for the loop.
 const REPLY_TIMEOUT: Duration = Duration::from_secs(2);
