@@ -1,6 +1,7 @@
 //! Batched datagram I/O: `recvmmsg`/`sendmmsg` on Linux, a loop of `recv_from` /
 //! `send_to` elsewhere. Buffers are allocated once per loop and reused.
 
+use bytes::Bytes;
 use mio::net::UdpSocket;
 use std::collections::VecDeque;
 use std::io;
@@ -162,12 +163,32 @@ fn to_raw(addr: &SocketAddr, ss: &mut libc::sockaddr_storage) -> libc::socklen_t
     }
 }
 
-/// Datagrams waiting to be sent: bytes in one reused buffer, each item a range of it
-/// and a destination (a cast fanned out to several peers shares one range).
+/// Payloads at least this long are sent from where they lie (a second `iovec`)
+/// rather than copied behind their headers; shorter ones cost less to copy.
+pub const GATHER_MIN: usize = 512;
+
+/// One datagram waiting: `buf[start..end]` (its packet header and the message's
+/// headers, or the whole of a short message) followed by `tail` (a long message's
+/// payload, shared, not copied; empty otherwise).
+struct Out {
+    start: usize,
+    end: usize,
+    tail: Bytes,
+    dest: SocketAddr,
+}
+
+impl Out {
+    fn len(&self) -> usize {
+        self.end - self.start + self.tail.len()
+    }
+}
+
+/// Datagrams waiting to be sent: their front parts in one reused buffer, long
+/// payloads by reference; a cast fanned out to several peers shares its parts.
 #[derive(Default)]
 pub struct OutQueue {
     buf: Vec<u8>,
-    items: VecDeque<(usize, usize, SocketAddr)>,
+    items: VecDeque<Out>,
 }
 
 /// What one flush did.
@@ -179,18 +200,22 @@ pub struct Flushed {
 }
 
 impl OutQueue {
-    /// The buffer to append a datagram to; then call [`OutQueue::push`].
+    /// The buffer to append a datagram's front part to; then call [`OutQueue::push`].
     pub fn buf(&mut self) -> &mut Vec<u8> {
         &mut self.buf
     }
 
-    /// Queues `buf[start..end]` for `dest`.
-    pub fn push(&mut self, start: usize, end: usize, dest: SocketAddr) {
-        self.items.push_back((start, end, dest));
+    /// Queues `buf[start..end]` followed by `tail` for `dest`.
+    pub fn push(&mut self, start: usize, end: usize, tail: Bytes, dest: SocketAddr) {
+        self.items.push_back(Out { start, end, tail, dest });
     }
 
-    pub fn bytes(&self, start: usize, end: usize) -> &[u8] {
-        &self.buf[start..end]
+    /// The datagram `buf[start..end]` followed by `tail`, as one buffer (a copy).
+    pub fn joined(&self, start: usize, end: usize, tail: &[u8]) -> Bytes {
+        let mut v = Vec::with_capacity(end - start + tail.len());
+        v.extend_from_slice(&self.buf[start..end]);
+        v.extend_from_slice(tail);
+        Bytes::from(v)
     }
 
     pub fn is_empty(&self) -> bool {
@@ -223,40 +248,42 @@ impl OutQueue {
         use std::os::fd::AsRawFd;
         let n = self.items.len().min(BATCH);
         // SAFETY: all-zero is a valid value for these plain C structs.
-        let mut iov: [libc::iovec; BATCH] = unsafe { std::mem::zeroed() };
+        let mut iov: [libc::iovec; 2 * BATCH] = unsafe { std::mem::zeroed() };
         let mut names: [libc::sockaddr_storage; BATCH] = unsafe { std::mem::zeroed() };
         let mut hdrs: [libc::mmsghdr; BATCH] = unsafe { std::mem::zeroed() };
-        for (i, &(s, e, dest)) in self.items.iter().take(n).enumerate() {
-            iov[i].iov_base = self.buf[s..].as_ptr() as *mut libc::c_void;
-            iov[i].iov_len = e - s;
-            hdrs[i].msg_hdr.msg_namelen = to_raw(&dest, &mut names[i]);
-            // A source the kernel does not fill in stays unknown (and is skipped).
-            names[i].ss_family = 0;
+        for (i, o) in self.items.iter().take(n).enumerate() {
+            iov[2 * i].iov_base = self.buf[o.start..].as_ptr() as *mut libc::c_void;
+            iov[2 * i].iov_len = o.end - o.start;
+            iov[2 * i + 1].iov_base = o.tail.as_ptr() as *mut libc::c_void;
+            iov[2 * i + 1].iov_len = o.tail.len();
+            hdrs[i].msg_hdr.msg_namelen = to_raw(&o.dest, &mut names[i]);
             hdrs[i].msg_hdr.msg_name = (&mut names[i] as *mut libc::sockaddr_storage).cast();
-            hdrs[i].msg_hdr.msg_iov = &mut iov[i];
-            hdrs[i].msg_hdr.msg_iovlen = 1;
+            hdrs[i].msg_hdr.msg_iov = &mut iov[2 * i];
+            hdrs[i].msg_hdr.msg_iovlen = if o.tail.is_empty() { 1 } else { 2 };
         }
-        // SAFETY: every pointer refers to a live buffer of the stated length; the
-        // kernel only reads the data.
+        // SAFETY: every pointer refers to a live buffer of the stated length (the
+        // front parts in `buf`, the tails held by their items until popped below);
+        // the kernel only reads the data.
         let sent = unsafe { libc::sendmmsg(sock.as_raw_fd(), hdrs.as_mut_ptr(), n as _, 0) };
         if sent < 0 {
             return Err(io::Error::last_os_error());
         }
         for _ in 0..sent as usize {
-            let (s, e, _) = self.items.pop_front().expect("sent at most what was queued");
+            let o = self.items.pop_front().expect("sent at most what was queued");
             f.datagrams += 1;
-            f.bytes += (e - s) as u64;
+            f.bytes += o.len() as u64;
         }
         Ok(())
     }
 
     #[cfg(not(target_os = "linux"))]
     fn send_some(&mut self, sock: &UdpSocket, f: &mut Flushed) -> io::Result<()> {
-        let &(s, e, dest) = self.items.front().expect("not empty");
-        sock.send_to(&self.buf[s..e], dest)?;
+        let o = self.items.front().expect("not empty");
+        let d = self.joined(o.start, o.end, &o.tail);
+        sock.send_to(&d, o.dest)?;
         self.items.pop_front();
         f.datagrams += 1;
-        f.bytes += (e - s) as u64;
+        f.bytes += d.len() as u64;
         Ok(())
     }
 }
@@ -280,7 +307,7 @@ mod tests {
             let s = q.buf().len();
             q.buf().extend_from_slice(&[i; 3]);
             let e = q.buf().len();
-            q.push(s, e, to);
+            q.push(s, e, Bytes::new(), to);
         }
         let f = q.flush(&a);
         assert_eq!(
@@ -311,13 +338,48 @@ mod tests {
     }
 
     #[test]
+    fn a_payload_sent_from_where_it_lies_arrives_behind_its_front_part() {
+        let (a, b) = pair();
+        let to = b.local_addr().unwrap();
+        let mut q = OutQueue::default();
+        let tail = Bytes::from((0..3000u32).map(|i| i as u8).collect::<Vec<u8>>());
+        let mut want = Vec::new();
+        for i in 0..(BATCH + 3) as u8 {
+            let s = q.buf().len();
+            q.buf().extend_from_slice(&[i; 5]);
+            let e = q.buf().len();
+            // Every other datagram has a tail, shared by all of them.
+            let t = if i % 2 == 0 { tail.clone() } else { Bytes::new() };
+            want.push([&[i; 5][..], &t[..]].concat());
+            q.push(s, e, t, to);
+        }
+        assert_eq!(q.joined(0, 5, &tail), Bytes::from(want[0].clone()));
+        let f = q.flush(&a);
+        let bytes: usize = want.iter().map(Vec::len).sum();
+        assert_eq!((f.datagrams, f.bytes, f.errors), (want.len() as u64, bytes as u64, 0));
+        let mut rx = RecvBatch::default();
+        let mut got = Vec::new();
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+        while got.len() < want.len() && std::time::Instant::now() < deadline {
+            match rx.recv(&b) {
+                Ok(n) => got.extend((0..n).map(|i| rx.get(i).0.to_vec())),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    std::thread::sleep(std::time::Duration::from_millis(1))
+                }
+                Err(e) => panic!("{e}"),
+            }
+        }
+        assert_eq!(got, want);
+    }
+
+    #[test]
     fn an_oversized_datagram_is_counted_and_the_rest_still_go() {
         let (a, b) = pair();
         let to = b.local_addr().unwrap();
         let mut q = OutQueue::default();
         q.buf().resize(70_000, 1);
-        q.push(0, 70_000, to);
-        q.push(0, 10, to);
+        q.push(0, 70_000, Bytes::new(), to);
+        q.push(0, 10, Bytes::new(), to);
         let f = q.flush(&a);
         assert_eq!((f.datagrams, f.errors), (1, 1));
     }

@@ -758,7 +758,8 @@ fn account(stats: &AtomicNetStats, f: batch::Flushed) {
 }
 
 /// Queues one datagram of member `g`: packet header, then the stack's
-/// bytes, to every destination it needs.
+/// bytes (a long payload by reference, see [`batch::GATHER_MIN`]), to every
+/// destination it needs.
 fn emit(
     sock: &mut Sock,
     g: &Group,
@@ -772,8 +773,17 @@ fn emit(
     let start = buf.len();
     buf.resize(start + hdr.encoded_len(), 0);
     hdr.encode(&mut buf[start..]);
-    msg.write_to(buf);
+    buf.extend_from_slice(msg.headers());
+    // A long payload is sent from where it lies; a short one is copied behind the
+    // headers (a second iovec would cost more than the copy).
+    let tail = if msg.body().len() >= batch::GATHER_MIN {
+        msg.body().clone()
+    } else {
+        buf.extend_from_slice(msg.body());
+        Bytes::new()
+    };
     let end = buf.len();
+    let len = end - start + tail.len();
     let stats = &g.side.shared.stats;
     let s = g.sock;
     // A send to a member of this process on this socket, when the kernel will not
@@ -784,22 +794,22 @@ fn emit(
             && index.get(&(s, g.id)).is_some_and(|v| v.iter().any(|&(_, m)| m == d))
     });
     if hand_over {
-        local.push_back((s, Bytes::copy_from_slice(sock.out.bytes(start, end))));
+        local.push_back((s, sock.out.joined(start, end, &tail)));
         return;
     }
     let out = &mut sock.out;
     match (&sock.kind, dest) {
         (SockKind::Udp { group, self_loop, .. }, None) => {
-            out.push(start, end, *group);
-            stats.sent(end - start);
+            out.push(start, end, tail.clone(), *group);
+            stats.sent(len);
             if *self_loop {
-                local.push_back((s, Bytes::copy_from_slice(out.bytes(start, end))));
+                local.push_back((s, out.joined(start, end, &tail)));
             }
         }
         (SockKind::Udp { group, .. }, Some(d)) => {
             let to = sock.learned.get(&(g.id, d)).copied().unwrap_or(*group);
-            out.push(start, end, to);
-            stats.sent(end - start);
+            out.push(start, end, tail, to);
+            stats.sent(len);
         }
         (SockKind::Udpu { seeds }, None) => {
             let fan = sock
@@ -807,14 +817,14 @@ fn emit(
                 .entry(g.id)
                 .or_insert_with(|| udpu::fanout(sock.reachable, seeds, &sock.learned, g.id));
             for &a in fan.iter() {
-                out.push(start, end, a);
-                stats.sent(end - start);
+                out.push(start, end, tail.clone(), a);
+                stats.sent(len);
             }
         }
         (SockKind::Udpu { seeds }, Some(d)) => match sock.learned.get(&(g.id, d)) {
             Some(&a) => {
-                out.push(start, end, a);
-                stats.sent(end - start);
+                out.push(start, end, tail.clone(), a);
+                stats.sent(len);
             }
             None => {
                 let fan = sock
@@ -822,8 +832,8 @@ fn emit(
                     .entry(g.id)
                     .or_insert_with(|| udpu::fanout(sock.reachable, seeds, &sock.learned, g.id));
                 for &a in fan.iter() {
-                    out.push(start, end, a);
-                    stats.sent(end - start);
+                    out.push(start, end, tail.clone(), a);
+                    stats.sent(len);
                 }
             }
         },
