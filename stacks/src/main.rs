@@ -30,6 +30,24 @@ enum Command {
     Bench(cmd::bench::Args),
 }
 
+/// Keeps freed memory for reuse instead of handing it back to the system at once.
+///
+/// A member receiving large messages allocates and frees receive arenas (256 KiB),
+/// bundles and reassembly buffers (up to 64 KiB) at a high rate. With glibc's
+/// defaults, memory freed at the top of the heap beyond 128 KiB is returned to the
+/// system and faulted back in (and zeroed) by the next allocation: measured on fifo,
+/// 3 members, 8 KiB messages 115-148k -> 204k msgs/s per member and 64 KiB
+/// 15-17k -> 21-25k with the thresholds below, 1 KiB unchanged. It bounds what a
+/// member may keep unused at 16 MiB. Set before any thread starts.
+fn tune_allocator() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: `mallopt` only changes allocator parameters; no other thread exists yet.
+    unsafe {
+        libc::mallopt(libc::M_MMAP_THRESHOLD, 1 << 20);
+        libc::mallopt(libc::M_TRIM_THRESHOLD, 16 << 20);
+    }
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     // For the commands that only write their own output, a reader that stops early
@@ -43,6 +61,7 @@ fn main() -> ExitCode {
             libc::signal(libc::SIGPIPE, libc::SIG_DFL);
         }
     }
+    tune_allocator();
     let result = match cli.command {
         Command::Check(args) => cmd::check::run(args),
         Command::Sim(args) => cmd::sim::run(args),
