@@ -357,8 +357,18 @@ impl Membership {
 
     /// `Here` for the current view with `coord` as its coordinator.
     fn here(&self, coord: MemberId) -> Ctl {
-        let size = self.view.as_ref().map_or(0, |v| v.len() as u64);
-        Ctl::Here { view: self.view_id(), coord, founder: self.lineage(), size }
+        Ctl::Here { view: self.view_id(), coord, founder: self.lineage(), size: self.size() }
+    }
+
+    /// The size this member's group counts for when lineages are compared: its view,
+    /// or while blocked in a minority the members it still hears (a discovering
+    /// process is not lured to a blocked group by the size of its last view).
+    fn size(&self) -> u64 {
+        if self.not_primary {
+            self.alive().len() as u64
+        } else {
+            self.view.as_ref().map_or(0, |v| v.len() as u64)
+        }
     }
 
     fn ctl_msg(ctx: &Ctx, c: &Ctl) -> Msg {
@@ -954,9 +964,7 @@ impl Membership {
             return;
         }
         // A blocked minority member stands for the members it still hears.
-        let n =
-            if self.not_primary { self.alive().len() } else { self.view.as_ref().unwrap().len() };
-        if wins((size, founder), (n as u64, mine)) {
+        if wins((size, founder), (self.size(), mine)) {
             ctx.count("merged_away", 1);
             self.exit(ctx);
         }

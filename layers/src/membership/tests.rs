@@ -429,3 +429,19 @@ fn a_discovering_process_joins_the_coordinator_of_the_winning_beacon() {
     assert!(sends(&d).iter().all(|(to, c)| *to == C && *c == Ctl::JoinReq), "{d:?}");
     assert!(h.take_up().is_empty());
 }
+
+#[test]
+fn a_blocked_minority_member_counts_the_members_it_still_hears() {
+    let mut h = member_of(B, &[A, B, C]);
+    h.up(Up::Suspect(vec![A, C]));
+    assert!(matches!(&h.take_up()[..], [Up::Suspect(_), Up::NotPrimary, Up::Block]));
+    h.take_down();
+    // It answers a discovering process with the one member it hears...
+    h.up(Up::Cast(J, wire_ctl(&Ctl::Discover)));
+    let s = sends(&h.take_down());
+    assert_eq!(s, vec![(J, Ctl::Here { view: 3, coord: B, founder: A, size: 1 })]);
+    // ...and a group of 2, smaller than its view of 3, wins over it.
+    h.up(beacon(X, X, 2));
+    assert!(matches!(&h.take_up()[..], [Up::Exit]));
+    assert_eq!(h.counters.get("merged_away"), 1);
+}
