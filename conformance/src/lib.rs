@@ -44,20 +44,25 @@
 //!   `m1` first.
 //! * **total** — any two members deliver their common messages in the same
 //!   relative order.
-//! * **view_agreement** — all installations of a view id have the same
-//!   member list, and a member is in every view it installs.
+//! * **view_agreement** — all installations of a view id in a lineage have
+//!   the same member list, and a member is in every view it installs.
 //! * **view_order** — each member installs views in strictly increasing id.
 //! * **same_view** — a message is delivered in the view it was sent in (and
 //!   each `send`/`deliver` carries the member's installed view).
 //! * **virtual_synchrony** — members making the same view transition
-//!   `v -> w` delivered the same set of messages in `v`.
+//!   `v -> w` in a lineage delivered the same set of messages in `v`.
 //! * **self_delivery** — a member that sends in `v` and then leaves `v`
 //!   (installs a view or ends) delivered its message before leaving.
-//! * **primary_partition** — ordered by id, each view keeps a strict
-//!   majority of the previous view's members.
+//! * **primary_partition** — ordered by id, each view of a lineage keeps a
+//!   strict majority of the previous view's members.
 //! * **liveness** — among members that wrote `end`, each delivered every
 //!   message the others sent in views it installed, and all ended in the
 //!   same view.
+//!
+//! A *lineage* ([`Traces::lineages`]) is one history of views: groups founded
+//! separately (in disjoint partitions, until one merges into the other) have
+//! their own view ids. Lineages are read from the traces: members listed in a
+//! common view share one.
 //!
 //! Output is deterministic: members are processed by name, events in trace
 //! order.

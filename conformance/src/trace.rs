@@ -226,6 +226,43 @@ impl Traces {
     pub fn event_count(&self) -> usize {
         self.members.values().map(|t| t.events.len()).sum()
     }
+
+    /// The lineage of every member with a trace: the smallest member name of its
+    /// class when members are related by being listed in a common installed view
+    /// (installer included). Groups founded separately (in disjoint partitions,
+    /// before merging) are separate histories whose view ids may repeat; a member
+    /// (one incarnation) belongs to one history all its life and a view of a history
+    /// always lists a member of the previous one, so these classes are the
+    /// histories. Checkers that compare views by id compare them within a lineage.
+    pub fn lineages(&self) -> BTreeMap<&str, &str> {
+        fn root<'a>(parent: &BTreeMap<&'a str, &'a str>, mut x: &'a str) -> &'a str {
+            while let Some(&p) = parent.get(x) {
+                if p == x {
+                    break;
+                }
+                x = p;
+            }
+            x
+        }
+        let mut parent: BTreeMap<&str, &str> = BTreeMap::new();
+        for t in self.members.values() {
+            parent.entry(t.member.as_str()).or_insert(t.member.as_str());
+            for (_, members) in t.views() {
+                for m in members.iter().map(String::as_str).chain([t.member.as_str()]) {
+                    parent.entry(m).or_insert(m);
+                    let (a, b) = (root(&parent, m), root(&parent, &t.member));
+                    // The smaller name becomes the root, so a class is named by its
+                    // smallest member.
+                    if a < b {
+                        parent.insert(b, a);
+                    } else if b < a {
+                        parent.insert(a, b);
+                    }
+                }
+            }
+        }
+        self.members.keys().map(|m| (m.as_str(), root(&parent, m))).collect()
+    }
 }
 
 fn member_name(name: &str) -> Result<&str, TraceError> {

@@ -421,3 +421,65 @@ fn a_single_member_cut_off_rejoins_after_the_heal() {
         assert_conforms(&s);
     }
 }
+
+/// Members started in disjoint partitions each found a group; once the partition
+/// heals, the beacon of the winning group (the larger, or on a tie the one with the
+/// smaller founder) makes every member of the other leave and rejoin it as a new
+/// incarnation, within a bounded virtual time.
+#[test]
+fn groups_founded_in_disjoint_partitions_merge_after_heal() {
+    for (seed, side) in [(40, vec![0, 1]), (41, vec![0, 1]), (42, vec![3]), (43, vec![0])] {
+        let other: Vec<u32> = (0..4).filter(|n| !side.contains(n)).collect();
+        let mut s = sim_with(seed, 4, NetConfig::perfect(), Workload::every(150, 64, 20_000));
+        s.apply(Action::Partition(side.clone(), other.clone()));
+        converge_subset(&mut s, &side, side.len(), 5000);
+        converge_subset(&mut s, &other, other.len(), 5000);
+        let a = s.stack(side[0]).unwrap().view().unwrap().clone();
+        let b = s.stack(other[0]).unwrap().view().unwrap().clone();
+        assert!(a.members.iter().all(|m| !b.contains(*m)), "two groups founded: {a:?} {b:?}");
+        s.run_for_ms(500);
+        s.apply(Action::HealAll);
+        converge(&mut s, 4, 10_000);
+        // The losing side merged away: its members are later incarnations.
+        let loser = if other.len() > side.len() || (other.len() == side.len() && other[0] < side[0])
+        {
+            &side
+        } else {
+            &other
+        };
+        for &n in loser {
+            assert!(s.member(n).unwrap().incarnation() >= 1, "seed {seed}: node {n}");
+        }
+        s.run_until_quiet();
+        assert_one_view(&s, 4);
+        let st = states(&s);
+        assert!(st.iter().all(|x| *x == st[0]), "seed {seed}: replicated states differ");
+        assert_conforms(&s);
+    }
+}
+
+/// Three groups founded in three disjoint partitions (2, 2 and 3 members) end in
+/// one after the heal, on a perfect and on a lossy network.
+#[test]
+fn three_groups_founded_apart_merge_into_one() {
+    for (seed, net) in [(200, NetConfig::perfect()), (201, NetConfig::lossy(0.05, 0.01, 0.05))] {
+        let mut s = sim_with(seed, 7, net, Workload::every(150, 64, 20_000));
+        s.apply(Action::Partition(vec![0, 1], vec![2, 3, 4, 5, 6]));
+        s.apply(Action::Partition(vec![2, 3], vec![4, 5, 6]));
+        converge_subset(&mut s, &[0, 1], 2, 8000);
+        converge_subset(&mut s, &[2, 3], 2, 8000);
+        converge_subset(&mut s, &[4, 5, 6], 3, 8000);
+        s.run_for_ms(500);
+        s.apply(Action::HealAll);
+        converge(&mut s, 7, 10_000);
+        // The group of 3 wins: the other four are later incarnations.
+        for n in 0..4 {
+            assert!(s.member(n).unwrap().incarnation() >= 1, "seed {seed}: node {n}");
+        }
+        s.run_until_quiet();
+        assert_one_view(&s, 7);
+        let st = states(&s);
+        assert!(st.iter().all(|x| *x == st[0]), "seed {seed}: replicated states differ");
+        assert_conforms(&s);
+    }
+}

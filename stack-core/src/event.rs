@@ -33,6 +33,12 @@ impl SeqVector {
 pub enum Down {
     /// Multicast to the current view.
     Cast(Msg),
+    /// Multicast outside the view's reliable stream: unsequenced, unreliable, charged
+    /// against no flow-control credit, and heard by any process on the network (also
+    /// by members of other groups). For rare, repeated announcements of a layer that
+    /// must reach beyond its view (a membership layer's merge beacon); receivers get
+    /// it as an `Up::Cast` outside the FIFO order of the sender's casts.
+    CastUnreliable(Msg),
     /// Point-to-point to one member.
     Send(MemberId, Msg),
     /// Ask to join the group.
@@ -92,6 +98,7 @@ impl Down {
     pub fn kind(&self) -> &'static str {
         match self {
             Down::Cast(_) => "cast",
+            Down::CastUnreliable(_) => "cast_unreliable",
             Down::Send(..) => "send",
             Down::Join => "join",
             Down::Leave => "leave",

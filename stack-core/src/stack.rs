@@ -373,7 +373,7 @@ impl Stack {
     pub fn poll_net(&mut self) -> Option<NetOut> {
         loop {
             match self.core.net.pop()? {
-                Down::Cast(m) => return Some(NetOut::Cast(m)),
+                Down::Cast(m) | Down::CastUnreliable(m) => return Some(NetOut::Cast(m)),
                 Down::Send(d, m) => return Some(NetOut::Send(d, m)),
                 Down::View(v) => return Some(NetOut::View(v)),
                 _ => continue,

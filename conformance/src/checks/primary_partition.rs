@@ -6,10 +6,12 @@ use super::{list, Outcome};
 use crate::property::{Property, Violation};
 use crate::trace::{Traces, ViewId};
 
-/// Checks **primary_partition**: the distinct views installed anywhere,
-/// ordered by id, form one sequence in which each view keeps a strict
-/// majority of the members of the previous view (`2 * |kept| > |previous|`).
-/// The first view is exempt, and so is a view following an empty one.
+/// Checks **primary_partition**: in each lineage ([`Traces::lineages`]: groups
+/// founded separately, e.g. in disjoint partitions, are separate histories until
+/// one merges into the other), the distinct views installed, ordered by id, form
+/// one sequence in which each view keeps a strict majority of the members of the
+/// previous view (`2 * |kept| > |previous|`). The first view of a lineage is
+/// exempt, and so is a view following an empty one.
 ///
 /// The member list of a view is taken from its first installation (members
 /// by name, then trace order); disagreements are reported by
@@ -22,15 +24,18 @@ pub fn primary_partition(traces: &Traces) -> Vec<Violation> {
 
 pub(crate) fn run(traces: &Traces) -> Outcome {
     let mut out = Outcome::default();
-    let mut views: BTreeMap<ViewId, &[String]> = BTreeMap::new();
+    let mut views: BTreeMap<(&str, ViewId), &[String]> = BTreeMap::new();
+    let lineages = traces.lineages();
     for t in traces.members() {
+        let lineage = lineages[t.member.as_str()];
         for (v, members) in t.views() {
-            views.entry(v).or_insert(members);
+            views.entry((lineage, v)).or_insert(members);
         }
     }
-    let mut prev: Option<(ViewId, &[String])> = None;
-    for (v, members) in views {
-        if let Some((p, before)) = prev {
+    let mut prev: Option<(&str, ViewId, &[String])> = None;
+    for ((lineage, v), members) in views {
+        let prev_in_lineage = prev.filter(|p| p.0 == lineage).map(|p| (p.1, p.2));
+        if let Some((p, before)) = prev_in_lineage {
             out.checked += 1;
             let before_set: BTreeSet<&str> = before.iter().map(String::as_str).collect();
             let now: BTreeSet<&str> = members.iter().map(String::as_str).collect();
@@ -52,7 +57,7 @@ pub(crate) fn run(traces: &Traces) -> Outcome {
                 );
             }
         }
-        prev = Some((v, members));
+        prev = Some((lineage, v, members));
     }
     out
 }
@@ -74,6 +79,31 @@ mod tests {
         );
         assert!(primary_partition(&t).is_empty());
         assert_eq!(run(&t).checked, 3);
+    }
+
+    #[test]
+    fn each_lineage_is_its_own_succession() {
+        // {a, b, c} and {d, e} founded apart, with the same view ids; d and e merged
+        // away and rejoined as d1, e1.
+        let t = traces(
+            "a view 1 a b c
+             d view 1 d e
+             e view 1 d e
+             a view 2 a b c d1
+             d1 view 2 a b c d1
+             a view 3 a b c d1 e1",
+        );
+        assert!(primary_partition(&t).is_empty(), "{:?}", primary_partition(&t));
+        assert_eq!(run(&t).checked, 2);
+        // Within a lineage the rule holds as before.
+        let t = traces(
+            "a view 1 a b c
+             d view 1 d e
+             d view 2 d f",
+        );
+        let v = only(Property::PrimaryPartition, primary_partition(&t));
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].views, vec![1, 2]);
     }
 
     #[test]

@@ -9,9 +9,11 @@ use crate::trace::{Traces, ViewId};
 /// Checks **view_agreement**.
 ///
 /// * All members that install view `v` install it with the same member list
-///   (compared as written, order included). One violation per disagreeing
-///   view: members: every member that installed `v` (sorted), views `[v]`;
-///   the detail lists each variant and who installed it.
+///   (compared as written, order included), within a lineage
+///   ([`Traces::lineages`]: groups founded separately have their own view ids).
+///   One violation per disagreeing view: members: every member that installed
+///   `v` (sorted), views `[v]`; the detail lists each variant and who installed
+///   it.
 /// * A member's own name is in every view it installs. Violation: members
 ///   `[m]`, views `[v]`.
 ///
@@ -20,11 +22,16 @@ pub fn view_agreement(traces: &Traces) -> Vec<Violation> {
     run(traces).violations
 }
 
+/// The member lists a view was installed with, each with its installers.
+type Variants<'a> = BTreeMap<&'a [String], BTreeSet<&'a str>>;
+
 pub(crate) fn run(traces: &Traces) -> Outcome {
     let mut out = Outcome::default();
-    let mut variants: BTreeMap<ViewId, BTreeMap<&[String], BTreeSet<&str>>> = BTreeMap::new();
+    let mut variants: BTreeMap<(&str, ViewId), Variants<'_>> = BTreeMap::new();
+    let lineages = traces.lineages();
     for t in traces.members() {
         let m = t.member.as_str();
+        let lineage = lineages[m];
         for (v, members) in t.views() {
             out.checked += 1;
             if !members.iter().any(|x| x == m) {
@@ -37,10 +44,10 @@ pub(crate) fn run(traces: &Traces) -> Outcome {
                     .views([v]),
                 );
             }
-            variants.entry(v).or_default().entry(members).or_default().insert(m);
+            variants.entry((lineage, v)).or_default().entry(members).or_default().insert(m);
         }
     }
-    for (v, lists) in variants {
+    for ((_, v), lists) in variants {
         if lists.len() < 2 {
             continue;
         }
@@ -100,6 +107,31 @@ mod tests {
         assert!(v[1].detail.contains("[a, b, d] by [c]"), "{}", v[1].detail);
         assert_eq!(v[2].members, strings(&["a", "b"]));
         assert_eq!(v[2].views, vec![2]);
+    }
+
+    #[test]
+    fn groups_founded_separately_have_their_own_view_ids() {
+        // {a, b} and {c, d} founded apart; c merged away and rejoined as c1.
+        let t = traces(
+            "a view 1 a
+             a view 2 a b
+             b view 2 a b
+             c view 1 c
+             c view 2 c d
+             d view 2 c d
+             a view 3 a b c1
+             c1 view 3 a b c1",
+        );
+        assert!(view_agreement(&t).is_empty(), "{:?}", view_agreement(&t));
+        // One member installing views of both lineages ties them: a real disagreement.
+        let t = traces(
+            "a view 1 a
+             b view 1 b
+             b view 2 a b",
+        );
+        let v = only(Property::ViewAgreement, view_agreement(&t));
+        assert_eq!(v.len(), 1, "{v:?}");
+        assert_eq!(v[0].views, vec![1]);
     }
 
     #[test]

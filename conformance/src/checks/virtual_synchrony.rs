@@ -7,8 +7,8 @@ use crate::property::{Property, Violation};
 use crate::trace::{EventKind, Traces, ViewId};
 
 /// Checks **virtual_synchrony**: members that install view `v` and then
-/// view `w` as their next view (the same consecutive pair) delivered the
-/// same set of messages in `v`.
+/// view `w` as their next view (the same consecutive pair, in the same lineage:
+/// see [`Traces::lineages`]) delivered the same set of messages in `v`.
 ///
 /// "Delivered in `v`" means delivered between installing `v` and installing
 /// `w` (the installed view, not the `view` field, decides; see
@@ -26,14 +26,16 @@ type Group<'a> = Vec<(&'a str, BTreeSet<&'a str>)>;
 
 pub(crate) fn run(traces: &Traces) -> Outcome {
     let mut out = Outcome::default();
-    let mut groups: BTreeMap<(ViewId, ViewId), Group<'_>> = BTreeMap::new();
+    let mut groups: BTreeMap<(&str, ViewId, ViewId), Group<'_>> = BTreeMap::new();
+    let lineages = traces.lineages();
     for t in traces.members() {
+        let lineage = lineages[t.member.as_str()];
         let mut current: Option<(ViewId, BTreeSet<&str>)> = None;
         for e in &t.events {
             match &e.kind {
                 EventKind::View { view, .. } => {
                     if let Some((v, set)) = current.take() {
-                        groups.entry((v, *view)).or_default().push((&t.member, set));
+                        groups.entry((lineage, v, *view)).or_default().push((&t.member, set));
                     }
                     current = Some((*view, BTreeSet::new()));
                 }
@@ -46,7 +48,7 @@ pub(crate) fn run(traces: &Traces) -> Outcome {
             }
         }
     }
-    for ((v, w), group) in groups {
+    for ((_, v, w), group) in groups {
         if group.len() < 2 {
             continue;
         }
@@ -106,6 +108,28 @@ mod tests {
         // compared because nobody has a next view after 2.
         assert!(virtual_synchrony(&t).is_empty());
         assert_eq!(run(&t).checked, 2);
+    }
+
+    #[test]
+    fn transitions_of_groups_founded_separately_are_not_compared() {
+        // {a, b} and {c, d} both go from view 1 to 2 in their own history.
+        let t = traces(
+            "a view 1 a b
+             a deliver a#1 1
+             a view 2 a b
+             b view 1 a b
+             b deliver a#1 1
+             b view 2 a b
+             c view 1 c d
+             c deliver c#1 1
+             c view 2 c d
+             d view 1 c d
+             d view 2 c d",
+        );
+        let v = only(Property::VirtualSynchrony, virtual_synchrony(&t));
+        assert_eq!(v.len(), 1, "only d, which missed c#1: {v:?}");
+        assert_eq!(v[0].members, strings(&["d", "c"]));
+        assert_eq!(v[0].messages, strings(&["c#1"]));
     }
 
     #[test]

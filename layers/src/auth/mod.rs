@@ -72,7 +72,7 @@
 //! Requires nothing; provides [`AUTHENTICATED`].
 //!
 //! ## Events generated
-//! `Down::Cast`/`Down::Send` with the header pushed; `Up::Cast`/`Up::Send` with it
+//! `Down::Cast`/`Down::Send`/`Down::CastUnreliable` with the header pushed; `Up::Cast`/`Up::Send` with it
 //! popped. Counters: `unauthenticated_dropped` (no header, wrong version, truncated,
 //! bad MAC), `replayed_dropped` (counter seen or older than the window),
 //! `unkeyed_dropped` (a keyless layer asked to send).
@@ -400,6 +400,11 @@ impl Layer for Auth {
             Down::Cast(m) => {
                 if let Some(m) = self.seal(KIND_CAST, 0, m, ctx) {
                     ctx.down(Down::Cast(m))
+                }
+            }
+            Down::CastUnreliable(m) => {
+                if let Some(m) = self.seal(KIND_CAST, 0, m, ctx) {
+                    ctx.down(Down::CastUnreliable(m))
                 }
             }
             Down::Send(d, m) => {

@@ -54,7 +54,8 @@
 //! Requires nothing; provides `bundling`.
 //!
 //! ## Events generated
-//! `Down::Cast`/`Down::Send` per datagram; `Up::Cast`/`Up::Send` per message; timer
+//! `Down::Cast`/`Down::Send` per datagram; `Down::CastUnreliable` alone behind a
+//! `Single` header, after the pending casts; `Up::Cast`/`Up::Send` per message; timer
 //! [`FLUSH_TIMER`]. Counters: `bundles_sent` (datagrams of two or more messages),
 //! `messages_bundled` (messages that went in them), `singles_sent`, `bundles_received`,
 //! `malformed_dropped`.
@@ -278,6 +279,14 @@ impl Layer for Bundle {
         match ev {
             Down::Cast(m) => self.add(Dest::Group, m, ctx),
             Down::Send(d, m) => self.add(Dest::Peer(d), m, ctx),
+            Down::CastUnreliable(mut m) => {
+                // Alone, after the pending casts: a bundle is one datagram of the layer
+                // below, and this message must not ride in a reliable one.
+                self.flush(Dest::Group, ctx);
+                m.push(&BundleHdr::Single);
+                ctx.count("singles_sent", 1);
+                ctx.down(Down::CastUnreliable(m));
+            }
             ev => {
                 self.flush_all(ctx);
                 ctx.down(ev)

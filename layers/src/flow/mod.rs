@@ -39,6 +39,11 @@
 //! *overdraft*, counted in `overdrafts`), and the window stays closed until credit
 //! covers it. A view resets all credits for its members and reopens the window.
 //!
+//! *Unreliable casts* (`Down::CastUnreliable`, e.g. a membership layer's merge beacon
+//! heard by other groups) go down at once with a `Free` header, charged against no
+//! credit: their receivers may be in no view of this member's and would never grant
+//! any back. A receiver passes a `Free` message up without counting it as consumed.
+//!
 //! ## Parameters
 //! - `window` (bytes, default 1 MiB, at least 1): credit a receiver grants ahead.
 //!
@@ -47,7 +52,8 @@
 //! provides `flow-control`.
 //!
 //! ## Events generated
-//! `Down::Cast`/`Down::Send` (data, with a one-byte header; credits);
+//! `Down::Cast`/`Down::Send` (data, with a one-byte header; credits),
+//! `Down::CastUnreliable` (with the one-byte `Free` header);
 //! `Up::Flow { open }`. Counters: `blocked` (times the window closed), `credits_sent`,
 //! `credits_received`, `overdrafts` (messages sent over a limit while closed),
 //! `malformed_dropped`.
@@ -197,6 +203,7 @@ impl Flow {
                 self.consume(from, m.len() as u64, ctx);
                 ctx.up(out(m))
             }
+            Ok(FlowHdr::Free) => ctx.up(out(m)),
             Ok(FlowHdr::Credit { view, limit }) => {
                 ctx.count("credits_received", 1);
                 if view == self.view {
@@ -236,6 +243,11 @@ impl Layer for Flow {
     fn down(&mut self, ev: Down, ctx: &mut Ctx) {
         match ev {
             Down::Cast(_) | Down::Send(..) => self.data(ev, ctx),
+            Down::CastUnreliable(mut m) => {
+                // Receivers in another group never return credit for it.
+                m.push(&FlowHdr::Free);
+                ctx.down(Down::CastUnreliable(m))
+            }
             Down::View(v) => {
                 let (me, w) = (ctx.me(), self.p.window);
                 self.view = v.id;

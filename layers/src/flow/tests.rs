@@ -294,3 +294,31 @@ quickcheck::quickcheck! {
         true
     }
 }
+
+#[test]
+fn unreliable_casts_use_no_credit_and_are_not_consumed() {
+    let mut h = flow(1000);
+    for _ in 0..20 {
+        h.down(Down::CastUnreliable(msg(100)));
+    }
+    let down = h.take_down();
+    assert_eq!(down.len(), 20);
+    for d in down {
+        match d {
+            Down::CastUnreliable(m) => assert_eq!((m.headers()[0], m.len()), (2, 101)),
+            other => panic!("expected an unreliable cast, got {other:?}"),
+        }
+    }
+    // 2000 bytes sent, none charged: the window stays open.
+    assert!(h.take_up().is_empty());
+    assert!(!h.layer.is_closed());
+    // A receiver passes a `Free` message up and grants no credit for it.
+    let mut m = msg(900);
+    m.push(&FlowHdr::Free);
+    h.up(Up::Cast(B, Msg::from_wire(m.to_bytes())));
+    assert!(matches!(&h.take_up()[..], [Up::Cast(f, m)] if *f == B && m.len() == 900));
+    h.up(Up::Cast(B, data(400)));
+    assert!(matches!(&h.take_up()[..], [Up::Cast(..)]));
+    assert!(h.take_down().is_empty(), "400 bytes consumed: under half a window");
+    assert_eq!(h.counters.get("credits_sent"), 0);
+}

@@ -3,6 +3,7 @@
 //! ```text
 //! Data:   | 0 |                               one byte; a message that uses credit
 //! Credit: | 1 | view varint | limit varint |  layer-local, point-to-point
+//! Free:   | 2 |                               one byte; an unreliable cast, no credit
 //! ```
 //!
 //! `limit` is cumulative: the receiver lets the sender send it up to `limit` bytes in
@@ -12,6 +13,7 @@ use stack_core::wire::{varint_len, Header, Reader, WireError, Writer, VARINT_MAX
 
 const TAG_DATA: u8 = 0;
 const TAG_CREDIT: u8 = 1;
+const TAG_FREE: u8 = 2;
 
 /// The flow layer's header.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -20,6 +22,9 @@ pub enum FlowHdr {
     Data,
     /// The sender may send up to `limit` bytes in all in view `view`.
     Credit { view: u64, limit: u64 },
+    /// An unreliable cast from above (`Down::CastUnreliable`): charged against no
+    /// credit by its sender, so not counted as consumed by its receivers.
+    Free,
 }
 
 impl Header for FlowHdr {
@@ -27,7 +32,7 @@ impl Header for FlowHdr {
 
     fn encoded_len(&self) -> usize {
         match *self {
-            FlowHdr::Data => 1,
+            FlowHdr::Data | FlowHdr::Free => 1,
             FlowHdr::Credit { view, limit } => 1 + varint_len(view) + varint_len(limit),
         }
     }
@@ -36,6 +41,7 @@ impl Header for FlowHdr {
         let mut w = Writer::new(out);
         match *self {
             FlowHdr::Data => w.u8(TAG_DATA),
+            FlowHdr::Free => w.u8(TAG_FREE),
             FlowHdr::Credit { view, limit } => {
                 w.u8(TAG_CREDIT);
                 w.varint(view);
@@ -48,6 +54,7 @@ impl Header for FlowHdr {
         let mut r = Reader::new(buf);
         let h = match r.u8()? {
             TAG_DATA => FlowHdr::Data,
+            TAG_FREE => FlowHdr::Free,
             TAG_CREDIT => FlowHdr::Credit { view: r.varint()?, limit: r.varint()? },
             t => return Err(WireError::BadTag(t)),
         };
@@ -69,6 +76,8 @@ mod tests {
     #[test]
     fn fixed_bytes() {
         assert_eq!(enc(&FlowHdr::Data), [0]);
+        assert_eq!(enc(&FlowHdr::Free), [2]);
+        assert_eq!(FlowHdr::decode(&[2, 9]), Ok((FlowHdr::Free, 1)));
         assert_eq!(enc(&FlowHdr::Credit { view: 3, limit: 1 << 20 }), [1, 3, 0x80, 0x80, 0x40]);
         assert_eq!(FlowHdr::decode(&[0, 1]), Ok((FlowHdr::Data, 1)));
         assert_eq!(
@@ -87,7 +96,7 @@ mod tests {
 
     #[test]
     fn corrupted_tags_are_errors() {
-        for t in 2..=255u8 {
+        for t in 3..=255u8 {
             assert_eq!(FlowHdr::decode(&[t, 0, 0]), Err(WireError::BadTag(t)));
         }
         let mut over = vec![1, 0];
@@ -97,10 +106,10 @@ mod tests {
 
     impl Arbitrary for FlowHdr {
         fn arbitrary(g: &mut Gen) -> Self {
-            if bool::arbitrary(g) {
-                FlowHdr::Data
-            } else {
-                FlowHdr::Credit { view: u64::arbitrary(g), limit: u64::arbitrary(g) }
+            match u8::arbitrary(g) % 3 {
+                0 => FlowHdr::Data,
+                1 => FlowHdr::Free,
+                _ => FlowHdr::Credit { view: u64::arbitrary(g), limit: u64::arbitrary(g) },
             }
         }
     }

@@ -47,7 +47,10 @@
 //!
 //! ## Events generated
 //! `Down::Cast`/`Down::Send` per fragment; `Up::Cast`/`Up::Send` per reassembled
-//! message. Other events pass through. Counters: `fragmented` (messages split),
+//! message. `Down::CastUnreliable` goes down whole (reassembly needs every fragment
+//! in order, which an unreliable cast does not promise) or, larger than the mtu, is
+//! dropped (`unreliable_oversize_dropped`). Other events pass through. Counters:
+//! `fragmented` (messages split),
 //! `fragments_sent`, `reassembled`, `oversize_dropped`, `memory_dropped`,
 //! `incomplete_dropped`, `view_discarded`, `malformed_dropped`; gauge
 //! `reassembly_bytes` and its peak `reassembly_peak`.
@@ -329,6 +332,15 @@ impl Layer for Frag {
     fn down(&mut self, ev: Down, ctx: &mut Ctx) {
         match ev {
             Down::Cast(m) => self.split(m, ctx, Down::Cast),
+            Down::CastUnreliable(mut m) => {
+                // Never fragmented: reassembly needs every fragment, in order.
+                if m.len() <= self.mtu {
+                    m.push(&FragHdr::Whole);
+                    ctx.down(Down::CastUnreliable(m));
+                } else {
+                    ctx.count("unreliable_oversize_dropped", 1);
+                }
+            }
             Down::Send(d, m) => self.split(m, ctx, move |f| Down::Send(d, f)),
             Down::View(v) => {
                 let before = self.partial.len();

@@ -10,8 +10,8 @@
 //!
 //! *Discovery and join.* On `Down::Join` a process without a view casts `Discover`
 //! (the reliable layer sends it unsequenced) every `discover_period_ms`. Every member
-//! of a view answers `Here{view, coord}`; the process then sends `JoinReq` to the
-//! coordinator (again every `retry_ms` until it is in a view). If a whole
+//! of a view answers `Here{view, coord, founder, size}`; the process then sends
+//! `JoinReq` to the coordinator (again every `retry_ms` until it is in a view). If a whole
 //! `discovery_ms` window passes with no `Here` and no `Discover` from a process with a
 //! smaller `MemberId`, it founds the group as the singleton view 1 (a later
 //! incarnation, which knows the group existed, waits `refound_ms` instead, so an
@@ -21,8 +21,26 @@
 //! `Install`, and the coordinator that sent it may have left or failed since.
 //! Of processes
 //! starting together only the smallest founds; the others defer and join it, so two
-//! histories never share a view id. (Two groups founded in disjoint partitions are
-//! not merged: a limitation.)
+//! histories never share a view id when the founders can hear each other.
+//!
+//! *Lineages and merging.* Processes started in disjoint partitions (or a later
+//! incarnation refounding after `refound_ms`) found separate groups, each a
+//! *lineage* named by its `founder`, the member of its view 1. The founder travels in
+//! `Install` and `Here`, and every member keeps it with its view. The acting
+//! coordinator of a primary view casts its `Here` every `merge_ms` as a *beacon*,
+//! with `Down::CastUnreliable` (unsequenced, unreliable, charged against no credit:
+//! it is meant for processes outside the view). A member hearing the beacon of
+//! another lineage compares `(size, Reverse(founder))`: if the other lineage wins
+//! (larger, or as large with a smaller founder) it leaves its group the way an
+//! excluded member does, `Up::Exit` without having asked (`merged_away`), so the
+//! runtime restarts it as a new incarnation that discovers and joins the winner and
+//! receives its state by state transfer. Beacons of its own lineage (its view, a
+//! stale or excluded member), or of a lineage that loses, are ignored. A blocked
+//! minority member compares with the members it still hears (it cannot install a
+//! view in its lineage until the partition heals, and may never if its primary side
+//! merged away). A discovering process treats a beacon as a `Here`, and turns to a
+//! new coordinator only of its current choice's lineage or of one that wins over it.
+//! Views of two lineages may share ids: a history is a lineage's sequence of views.
 //!
 //! *View change: one round of agreement that is also the flush.* Rounds are numbered
 //! by ballots `(n, proposer)`. The coordinator starts a round when members are
@@ -80,7 +98,7 @@
 //! # Parameters
 //!
 //! [`MembershipParams`]: `discovery_ms` (1000), `discover_period_ms` (100),
-//! `refound_ms` (30000), `tick_ms`
+//! `refound_ms` (30000), `merge_ms` (1000; 0 never beacons), `tick_ms`
 //! (100), `retry_ms` (500), `round_timeout_ms` (4000), `probe_ms` (500), `weights`
 //! (per node number, default 1 each), `min_view_weight` (0).
 //!
@@ -91,17 +109,19 @@
 //!
 //! # Events generated
 //!
-//! Down: `Cast` (`Data` tag; `Discover`), `Send` (`Data`; control messages), `View`,
-//! `Suspect`, `Cut`. Up: `View`, `Block`, `NotPrimary`, `Exit`, `Suspect` (passed on),
+//! Down: `Cast` (`Data` tag; `Discover`), `CastUnreliable` (the `Here` beacon),
+//! `Send` (`Data`; control messages), `View`, `Suspect`, `Cut`. Up: `View`, `Block`, `NotPrimary`, `Exit`, `Suspect` (passed on),
 //! `Progress` (passed on), casts and sends of the layers above. `Down::BlockOk` is
 //! passed on. Counters: `views_installed`, `rounds_started`, `beyond_cut_dropped`,
-//! `malformed_dropped`, `not_member_dropped`, `probes_sent`, `installs_resent`.
+//! `malformed_dropped`, `not_member_dropped`, `probes_sent`, `installs_resent`,
+//! `beacons_sent`, `merged_away`.
 //!
 //! # Testing
 //!
 //! `tests.rs` drives the layer through `stack_core::testing::Harness` and asserts the
 //! exact events and control messages of founding, joining, a round with a failure,
-//! the cut and the primary-partition rule; `wire.rs` has the header and control
+//! the cut, the primary-partition rule, the beacon, the lineage comparison and the
+//! exit it causes; `wire.rs` has the header and control
 //! message byte vectors, truncation, corruption and quickcheck tests;
 //! `layers/tests/vsync*.rs` run whole groups in the simulator against the
 //! conformance checkers.
@@ -144,6 +164,9 @@ pub struct MembershipParams {
     pub weights: Vec<(u32, u64)>,
     /// Least total weight of the survivors of a view change.
     pub min_view_weight: u64,
+    /// Period of the merge beacon cast by the acting coordinator of a primary view
+    /// (0: never; groups founded separately then stay apart).
+    pub merge_ms: u64,
 }
 
 impl Default for MembershipParams {
@@ -158,6 +181,7 @@ impl Default for MembershipParams {
             probe_ms: 500,
             weights: Vec::new(),
             min_view_weight: 0,
+            merge_ms: 1000,
         }
     }
 }
@@ -200,10 +224,15 @@ pub struct Membership {
     weights: BTreeMap<u32, u64>,
     phase: Phase,
     view: Option<View>,
+    /// The founder of this member's lineage: the member of its view 1.
+    founder: Option<MemberId>,
+    last_beacon: Time,
     // Discovery.
     disc_until: Time,
     disc_lower: bool,
     disc_coord: Option<MemberId>,
+    /// The lineage of `disc_coord`: (size, founder) of its `Here`.
+    disc_lineage: Option<(u64, MemberId)>,
     join_sent: Time,
     // Suspicion: reported by the layer below, and decided by a round.
     reported: BTreeSet<MemberId>,
@@ -250,9 +279,12 @@ impl Membership {
             weights,
             phase: Phase::Idle,
             view: None,
+            founder: None,
+            last_beacon: Time::ZERO,
             disc_until: Time::ZERO,
             disc_lower: false,
             disc_coord: None,
+            disc_lineage: None,
             join_sent: Time::ZERO,
             reported: BTreeSet::new(),
             decided: BTreeSet::new(),
@@ -316,6 +348,27 @@ impl Membership {
 
     fn in_view(&self, m: MemberId) -> bool {
         self.view.as_ref().is_some_and(|v| v.contains(m))
+    }
+
+    /// The founder of this member's lineage (set whenever it is in a view).
+    fn lineage(&self) -> MemberId {
+        self.founder.unwrap_or_default()
+    }
+
+    /// `Here` for the current view with `coord` as its coordinator.
+    fn here(&self, coord: MemberId) -> Ctl {
+        Ctl::Here { view: self.view_id(), coord, founder: self.lineage(), size: self.size() }
+    }
+
+    /// The size this member's group counts for when lineages are compared: its view,
+    /// or while blocked in a minority the members it still hears (a discovering
+    /// process is not lured to a blocked group by the size of its last view).
+    fn size(&self) -> u64 {
+        if self.not_primary {
+            self.alive().len() as u64
+        } else {
+            self.view.as_ref().map_or(0, |v| v.len() as u64)
+        }
     }
 
     fn ctl_msg(ctx: &Ctx, c: &Ctl) -> Msg {
@@ -401,12 +454,14 @@ impl Membership {
         if now >= self.disc_until {
             if self.disc_coord.is_none() && !self.disc_lower {
                 let me = ctx.me();
+                self.founder = Some(me);
                 self.install(View::new(1, vec![me], ViewReason::Initial), ctx);
                 return;
             }
             self.disc_until = now + self.found_after(ctx);
             self.disc_lower = false;
             self.disc_coord = None;
+            self.disc_lineage = None;
         }
         self.cast_ctl(Ctl::Discover, ctx);
         ctx.set_timer_after(TIMER_DISCOVER, Self::ms(self.p.discover_period_ms));
@@ -456,17 +511,18 @@ impl Membership {
         self.check(ctx);
     }
 
-    fn on_install(&mut self, v: View, ctx: &mut Ctx) {
+    fn on_install(&mut self, v: View, founder: MemberId, ctx: &mut Ctx) {
         let me = ctx.me();
         match self.phase {
             Phase::Idle | Phase::Discovering => {
                 if v.contains(me) {
+                    self.founder = Some(founder);
                     self.install(v, ctx);
                 }
             }
             Phase::Member => {
                 let cur = self.view_id();
-                if v.id <= cur {
+                if v.id <= cur || founder != self.lineage() {
                     return;
                 }
                 let agreed = self
@@ -626,7 +682,8 @@ impl Membership {
     fn answer_lagging(&mut self, to: MemberId, ctx: &mut Ctx) {
         let v = self.view.clone().unwrap();
         let c = if v.contains(to) {
-            Ctl::Install { view: v.id, reason: v.reason, members: v.members.to_vec() }
+            let founder = self.lineage();
+            Ctl::Install { view: v.id, reason: v.reason, members: v.members.to_vec(), founder }
         } else {
             Ctl::Excluded { view: v.id }
         };
@@ -803,7 +860,13 @@ impl Membership {
             to.dedup();
             let me = ctx.me();
             to.retain(|&m| m != me);
-            let c = Ctl::Install { view: p.view, reason: p.reason, members: p.members.clone() };
+            let founder = self.lineage();
+            let c = Ctl::Install {
+                view: p.view,
+                reason: p.reason,
+                members: p.members.clone(),
+                founder,
+            };
             for m in to {
                 self.send_ctl(m, c.clone(), ctx);
             }
@@ -876,8 +939,34 @@ impl Membership {
                 self.send_ctl(m, Ctl::Probe { view: v.id }, ctx);
             }
         }
+        if self.p.merge_ms > 0
+            && !self.not_primary
+            && self.acting() == Some(me)
+            && now.since(self.last_beacon) >= Self::ms(self.p.merge_ms)
+        {
+            self.last_beacon = now;
+            ctx.count("beacons_sent", 1);
+            let m = Self::ctl_msg(ctx, &self.here(me));
+            ctx.down(Down::CastUnreliable(m));
+        }
         if self.phase == Phase::Member {
             ctx.set_timer_after(TIMER_TICK, Self::ms(self.p.tick_ms));
+        }
+    }
+
+    /// A merge beacon (`Here` cast by the coordinator of a primary view) heard by a
+    /// member: if it comes from a group founded separately that wins the comparison,
+    /// this member leaves its group as an excluded member does, to rejoin the winner
+    /// as a new incarnation.
+    fn on_beacon(&mut self, from: MemberId, founder: MemberId, size: u64, ctx: &mut Ctx) {
+        let mine = self.lineage();
+        if from == ctx.me() || self.in_view(from) || founder == mine {
+            return;
+        }
+        // A blocked minority member stands for the members it still hears.
+        if wins((size, founder), (self.size(), mine)) {
+            ctx.count("merged_away", 1);
+            self.exit(ctx);
         }
     }
 
@@ -898,16 +987,29 @@ impl Membership {
                 }
                 Phase::Member if !self.in_view(from) => {
                     let Some(coord) = self.acting() else { return };
-                    let view = self.view_id();
-                    self.send_ctl(from, Ctl::Here { view, coord }, ctx);
+                    let here = self.here(coord);
+                    self.send_ctl(from, here, ctx);
                     if coord == me {
                         self.add_joiner(from, ctx);
                     }
                 }
                 _ => {}
             },
-            Ctl::Here { coord, .. } => {
-                if self.phase == Phase::Discovering && self.disc_coord != Some(coord) {
+            Ctl::Here { coord, founder, size, .. } => {
+                if self.phase != Phase::Discovering {
+                    return;
+                }
+                // Of two groups founded separately, join the one that the other
+                // merges into; within one lineage, follow a new coordinator.
+                let better = match self.disc_lineage {
+                    None => true,
+                    Some((s, f)) => f == founder || wins((size, founder), (s, f)),
+                };
+                if !better {
+                    return;
+                }
+                self.disc_lineage = Some((size, founder));
+                if self.disc_coord != Some(coord) {
                     self.disc_coord = Some(coord);
                     self.join_sent = ctx.now();
                     self.send_ctl(coord, Ctl::JoinReq, ctx);
@@ -921,8 +1023,8 @@ impl Membership {
                     match self.acting() {
                         Some(c) if c == me => self.add_joiner(from, ctx),
                         Some(coord) => {
-                            let view = self.view_id();
-                            self.send_ctl(from, Ctl::Here { view, coord }, ctx)
+                            let here = self.here(coord);
+                            self.send_ctl(from, here, ctx)
                         }
                         None => {}
                     }
@@ -942,8 +1044,8 @@ impl Membership {
             }
             Ctl::Propose { ballot, proposal } => self.on_propose(from, ballot, proposal, ctx),
             Ctl::Ack { ballot, view } => self.on_ack(from, ballot, view, ctx),
-            Ctl::Install { view, reason, members } => {
-                self.on_install(View::new(view, members, reason), ctx)
+            Ctl::Install { view, reason, members, founder } => {
+                self.on_install(View::new(view, members, reason), founder, ctx)
             }
             Ctl::Probe { view } => {
                 if self.phase != Phase::Member {
@@ -981,6 +1083,9 @@ impl Membership {
             Ok(MbrHdr::Data) if cast => self.on_cast(from, m, ctx),
             Ok(MbrHdr::Data) => ctx.up(Up::Send(from, m)),
             Ok(MbrHdr::Ctl) => match Ctl::decode(m.front()) {
+                Ok(Ctl::Here { founder, size, .. }) if cast && self.phase == Phase::Member => {
+                    self.on_beacon(from, founder, size, ctx)
+                }
                 Ok(c) if self.phase != Phase::Exited => self.on_ctl(from, c, ctx),
                 Ok(_) => {}
                 Err(_) => ctx.count("malformed_dropped", 1),
@@ -988,6 +1093,13 @@ impl Membership {
             Err(_) => ctx.count("malformed_dropped", 1),
         }
     }
+}
+
+/// Whether lineage `a` (size, founder) wins over `b`: the larger group, then the
+/// smaller founder. A strict total order on distinct founders, so of two groups
+/// hearing each other's beacons exactly one merges into the other.
+fn wins(a: (u64, MemberId), b: (u64, MemberId)) -> bool {
+    (a.0, std::cmp::Reverse(a.1)) > (b.0, std::cmp::Reverse(b.1))
 }
 
 impl Default for Membership {

@@ -62,12 +62,17 @@ fn a_smaller_process_heard_during_discovery_defers_founding() {
     h.up(Up::Cast(A, wire_ctl(&Ctl::Discover)));
     h.advance(Duration::from_millis(600));
     assert!(h.take_up().is_empty(), "B defers to A");
-    h.up(Up::Send(A, wire_ctl(&Ctl::Here { view: 1, coord: A })));
+    h.up(Up::Send(A, wire_ctl(&Ctl::Here { view: 1, coord: A, founder: A, size: 1 })));
     let s = sends(&h.take_down());
     assert_eq!(s, vec![(A, Ctl::JoinReq)]);
     h.up(Up::Send(
         A,
-        wire_ctl(&Ctl::Install { view: 2, reason: ViewReason::Join, members: vec![A, B] }),
+        wire_ctl(&Ctl::Install {
+            view: 2,
+            reason: ViewReason::Join,
+            members: vec![A, B],
+            founder: A,
+        }),
     ));
     let up = h.take_up();
     assert!(matches!(&up[..], [Up::View(v)] if v.id == 2 && v.members[..] == [A, B]));
@@ -82,7 +87,7 @@ fn a_join_is_one_round_prepare_report_propose_ack_install() {
     // The coordinator answers, and as a singleton runs the whole round with itself:
     // it blocks and waits for the application's BlockOk.
     let s = sends(&h.take_down());
-    assert_eq!(s, vec![(J, Ctl::Here { view: 1, coord: A })]);
+    assert_eq!(s, vec![(J, Ctl::Here { view: 1, coord: A, founder: A, size: 1 })]);
     assert!(matches!(&h.take_up()[..], [Up::Block]));
     h.down(Down::BlockOk);
     let d = h.take_down();
@@ -91,7 +96,10 @@ fn a_join_is_one_round_prepare_report_propose_ack_install() {
     let s = sends(&d);
     assert_eq!(
         s,
-        vec![(J, Ctl::Install { view: 2, reason: ViewReason::Join, members: vec![A, J] })]
+        vec![(
+            J,
+            Ctl::Install { view: 2, reason: ViewReason::Join, members: vec![A, J], founder: A }
+        )]
     );
     assert!(matches!(d.last(), Some(Down::View(v)) if v.id == 2));
     assert!(matches!(&h.take_up()[..], [Up::View(v)] if v.members[..] == [A, J]));
@@ -102,7 +110,12 @@ fn member_of(me: MemberId, members: &[MemberId]) -> Harness<Membership> {
     h.down(Down::Join);
     h.up(Up::Send(
         A,
-        wire_ctl(&Ctl::Install { view: 3, reason: ViewReason::Join, members: members.to_vec() }),
+        wire_ctl(&Ctl::Install {
+            view: 3,
+            reason: ViewReason::Join,
+            members: members.to_vec(),
+            founder: A,
+        }),
     ));
     h.take_down();
     h.take_up();
@@ -168,7 +181,12 @@ fn a_survivor_reports_after_block_ok_then_delivers_exactly_the_cut() {
     assert_eq!(h.counters.get("beyond_cut_dropped"), 1);
     h.up(Up::Send(
         A,
-        wire_ctl(&Ctl::Install { view: 4, reason: ViewReason::Failure, members: vec![A, B] }),
+        wire_ctl(&Ctl::Install {
+            view: 4,
+            reason: ViewReason::Failure,
+            members: vec![A, B],
+            founder: A,
+        }),
     ));
     let d = h.take_down();
     assert!(matches!(&d[..], [Down::View(v)] if v.id == 4));
@@ -221,7 +239,12 @@ fn a_view_without_this_member_means_exit() {
     let mut h = member_of(C, &[A, B, C]);
     h.up(Up::Send(
         A,
-        wire_ctl(&Ctl::Install { view: 4, reason: ViewReason::Failure, members: vec![A, B] }),
+        wire_ctl(&Ctl::Install {
+            view: 4,
+            reason: ViewReason::Failure,
+            members: vec![A, B],
+            founder: A,
+        }),
     ));
     assert!(matches!(&h.take_up()[..], [Up::Exit]));
     assert!(h.timers().is_empty());
@@ -292,11 +315,133 @@ fn a_joiner_in_the_view_that_still_discovers_gets_the_install_again() {
     // J was added to view 3 but lost its Install, and the coordinator that sent it
     // may be gone: any member answers its Discover or JoinReq with the view.
     let mut h = member_of(B, &[A, B, J]);
-    let install = Ctl::Install { view: 3, reason: ViewReason::Join, members: vec![A, B, J] };
+    let install =
+        Ctl::Install { view: 3, reason: ViewReason::Join, members: vec![A, B, J], founder: A };
     h.up(Up::Cast(J, wire_ctl(&Ctl::Discover)));
     assert_eq!(sends(&h.take_down()), vec![(J, install.clone())]);
     h.up(Up::Send(J, wire_ctl(&Ctl::JoinReq)));
     assert_eq!(sends(&h.take_down()), vec![(J, install)]);
     assert_eq!(h.counters.get("installs_resent"), 2);
     assert!(h.take_up().is_empty(), "no round for a member already in the view");
+}
+
+// ---- merging groups founded separately ------------------------------------------
+
+const X: MemberId = MemberId::new(7, 0);
+
+fn beacon(coord: MemberId, founder: MemberId, size: u64) -> Up {
+    Up::Cast(coord, wire_ctl(&Ctl::Here { view: 5, coord, founder, size }))
+}
+
+/// The merge beacons (`Here` cast unreliably) among events that went down.
+fn beacons(d: &[Down]) -> Vec<Ctl> {
+    d.iter()
+        .filter_map(|e| match e {
+            Down::CastUnreliable(m) => Some(ctl_of(m)),
+            _ => None,
+        })
+        .collect()
+}
+
+#[test]
+fn the_acting_coordinator_of_a_primary_view_casts_a_beacon_every_merge_ms() {
+    let mut h = founded(A);
+    h.take_down();
+    // Founded at 1000 ms; ticks every 100 ms; a beacon at the first tick and then
+    // every 1000 ms: 1100, 2100, 3100.
+    h.advance(Duration::from_millis(2500));
+    let b = beacons(&h.take_down());
+    assert_eq!(b, vec![Ctl::Here { view: 1, coord: A, founder: A, size: 1 }; 3]);
+    assert_eq!(h.counters.get("beacons_sent"), 3);
+    // A member that is not the acting coordinator casts none.
+    let mut h = member_of(B, &[A, B, C]);
+    h.advance(Duration::from_millis(5000));
+    assert!(beacons(&h.take_down()).is_empty());
+}
+
+#[test]
+fn a_blocked_minority_coordinator_casts_no_beacon() {
+    let mut h = member_of(A, &[A, B, C]);
+    h.up(Up::Suspect(vec![B, C]));
+    assert!(matches!(&h.take_up()[..], [Up::Suspect(_), Up::NotPrimary, Up::Block]));
+    h.advance(Duration::from_millis(5000));
+    assert!(beacons(&h.take_down()).is_empty());
+}
+
+#[test]
+fn the_founder_travels_in_install_and_here() {
+    // B joined a view of the lineage founded by A (which has since left).
+    let mut h = member_of(B, &[B, C]);
+    h.up(Up::Cast(J, wire_ctl(&Ctl::Discover)));
+    let s = sends(&h.take_down());
+    assert_eq!(s[0], (J, Ctl::Here { view: 3, coord: B, founder: A, size: 2 }));
+    h.advance(Duration::from_millis(1000));
+    let b = beacons(&h.take_down());
+    assert_eq!(b[0], Ctl::Here { view: 3, coord: B, founder: A, size: 2 });
+}
+
+#[test]
+fn lineages_compare_by_size_then_smaller_founder() {
+    assert!(wins((3, X), (2, A)), "larger group wins");
+    assert!(!wins((2, A), (3, X)));
+    assert!(wins((3, A), (3, X)), "equal size: smaller founder wins");
+    assert!(!wins((3, X), (3, A)));
+    assert!(!wins((3, A), (3, A)), "a lineage does not win over itself");
+}
+
+#[test]
+fn a_beacon_of_a_winning_lineage_makes_a_member_exit_unasked() {
+    let mut h = member_of(B, &[A, B, C]);
+    h.up(beacon(X, X, 4));
+    assert!(matches!(&h.take_up()[..], [Up::Exit]));
+    assert_eq!(h.counters.get("merged_away"), 1);
+    assert!(h.timers().is_empty(), "the stack is done");
+}
+
+#[test]
+fn beacons_of_its_own_lineage_of_a_losing_lineage_and_of_its_view_are_ignored() {
+    let mut h = member_of(B, &[A, B, C]);
+    h.up(beacon(X, A, 10)); // its own lineage (a stale or excluded member)
+    h.up(beacon(X, X, 3)); // same size, larger founder: loses
+    h.up(beacon(X, X, 2)); // smaller
+    h.up(beacon(A, MemberId::new(0, 1), 9)); // from a member of its view
+    assert!(h.take_up().is_empty());
+    assert_eq!(h.counters.get("merged_away"), 0);
+    // Same size, smaller founder: wins.
+    h.up(beacon(X, MemberId::new(0, 1), 3));
+    assert!(matches!(&h.take_up()[..], [Up::Exit]));
+}
+
+#[test]
+fn a_discovering_process_joins_the_coordinator_of_the_winning_beacon() {
+    let mut h = Harness::with_member(Membership::default(), J);
+    h.down(Down::Join);
+    h.take_down();
+    h.up(beacon(X, X, 1));
+    assert_eq!(sends(&h.take_down()), vec![(X, Ctl::JoinReq)]);
+    // A larger group: J turns to it.
+    h.up(beacon(C, C, 3));
+    assert_eq!(sends(&h.take_down()), vec![(C, Ctl::JoinReq)]);
+    // A smaller one is not followed: J repeats its request to C.
+    h.up(beacon(A, A, 2));
+    h.advance(Duration::from_millis(900));
+    let d = h.take_down();
+    assert!(sends(&d).iter().all(|(to, c)| *to == C && *c == Ctl::JoinReq), "{d:?}");
+    assert!(h.take_up().is_empty());
+}
+
+#[test]
+fn a_blocked_minority_member_counts_the_members_it_still_hears() {
+    let mut h = member_of(B, &[A, B, C]);
+    h.up(Up::Suspect(vec![A, C]));
+    assert!(matches!(&h.take_up()[..], [Up::Suspect(_), Up::NotPrimary, Up::Block]));
+    h.take_down();
+    // It answers a discovering process with the one member it hears...
+    h.up(Up::Cast(J, wire_ctl(&Ctl::Discover)));
+    let s = sends(&h.take_down());
+    assert_eq!(s, vec![(J, Ctl::Here { view: 3, coord: B, founder: A, size: 1 })]);
+    // ...and a group of 2, smaller than its view of 3, wins over it.
+    h.up(beacon(X, X, 2));
+    assert!(matches!(&h.take_up()[..], [Up::Exit]));
+    assert_eq!(h.counters.get("merged_away"), 1);
 }

@@ -11,14 +11,14 @@
 //!
 //! ```text
 //! 0 Discover
-//! 1 Here        view coord
+//! 1 Here        view coord founder size
 //! 2 JoinReq
 //! 3 LeaveReq    view
 //! 4 Prepare     ballot view [members] [survivors] [joiners] [leavers]
 //! 5 Report      ballot view [delivered] [progress] accepted?(ballot proposal)
 //! 6 Propose     ballot proposal
 //! 7 Ack         ballot view
-//! 8 Install     view reason [members]
+//! 8 Install     view reason [members] founder
 //! 9 Probe       view
 //! 10 Excluded   view
 //! ballot   = n:varint by:member
@@ -87,8 +87,11 @@ pub struct Proposal {
 pub enum Ctl {
     /// Cast (unsequenced) by a process without a view looking for the group.
     Discover,
-    /// Answer to `Discover`: the group exists, in `view`, coordinated by `coord`.
-    Here { view: u64, coord: MemberId },
+    /// Answer to `Discover`: the group exists, in `view` of `size` members,
+    /// coordinated by `coord`, in the lineage founded by `founder`. Also cast
+    /// unreliably every `merge_ms` by the acting coordinator of a primary view as the
+    /// merge beacon, heard by groups founded separately.
+    Here { view: u64, coord: MemberId, founder: MemberId, size: u64 },
     /// Asks the coordinator to be added.
     JoinReq,
     /// Asks the coordinator to be removed from the view after `view`.
@@ -114,8 +117,8 @@ pub enum Ctl {
     Propose { ballot: Ballot, proposal: Proposal },
     /// The cut is reached; the proposal is accepted.
     Ack { ballot: Ballot, view: u64 },
-    /// The decided view.
-    Install { view: u64, reason: ViewReason, members: Vec<MemberId> },
+    /// The decided view, of the lineage founded by `founder`.
+    Install { view: u64, reason: ViewReason, members: Vec<MemberId>, founder: MemberId },
     /// Sent by a blocked member to learn whether the group went on without it.
     Probe { view: u64 },
     /// The group is in `view` and the addressee is not in it.
@@ -222,7 +225,7 @@ impl Ctl {
     pub fn encoded_len(&self) -> usize {
         1 + match self {
             Ctl::Discover | Ctl::JoinReq => 0,
-            Ctl::Here { view, .. } => varint_len(*view) + 8,
+            Ctl::Here { view, size, .. } => varint_len(*view) + 16 + varint_len(*size),
             Ctl::LeaveReq { view } | Ctl::Probe { view } | Ctl::Excluded { view } => {
                 varint_len(*view)
             }
@@ -244,7 +247,7 @@ impl Ctl {
             }
             Ctl::Propose { ballot, proposal } => ballot_len(ballot) + proposal_len(proposal),
             Ctl::Ack { ballot, view } => ballot_len(ballot) + varint_len(*view),
-            Ctl::Install { view, members, .. } => varint_len(*view) + 1 + list_len(members),
+            Ctl::Install { view, members, .. } => varint_len(*view) + 1 + list_len(members) + 8,
         }
     }
 
@@ -254,10 +257,12 @@ impl Ctl {
         let mut w = Writer::new(&mut out);
         match self {
             Ctl::Discover => w.u8(0),
-            Ctl::Here { view, coord } => {
+            Ctl::Here { view, coord, founder, size } => {
                 w.u8(1);
                 w.varint(*view);
                 w.u64(coord.0);
+                w.u64(founder.0);
+                w.varint(*size);
             }
             Ctl::JoinReq => w.u8(2),
             Ctl::LeaveReq { view } => {
@@ -298,11 +303,12 @@ impl Ctl {
                 put_ballot(&mut w, ballot);
                 w.varint(*view);
             }
-            Ctl::Install { view, reason, members } => {
+            Ctl::Install { view, reason, members, founder } => {
                 w.u8(8);
                 w.varint(*view);
                 w.u8(reason_code(*reason));
                 put_list(&mut w, members);
+                w.u64(founder.0);
             }
             Ctl::Probe { view } => {
                 w.u8(9);
@@ -322,7 +328,12 @@ impl Ctl {
         let mut r = Reader::new(buf);
         let c = match r.u8()? {
             0 => Ctl::Discover,
-            1 => Ctl::Here { view: r.varint()?, coord: MemberId(r.u64()?) },
+            1 => Ctl::Here {
+                view: r.varint()?,
+                coord: MemberId(r.u64()?),
+                founder: MemberId(r.u64()?),
+                size: r.varint()?,
+            },
             2 => Ctl::JoinReq,
             3 => Ctl::LeaveReq { view: r.varint()? },
             4 => Ctl::Prepare {
@@ -350,6 +361,7 @@ impl Ctl {
                 view: r.varint()?,
                 reason: reason_from(r.u8()?)?,
                 members: get_list(&mut r)?,
+                founder: MemberId(r.u64()?),
             },
             9 => Ctl::Probe { view: r.varint()? },
             10 => Ctl::Excluded { view: r.varint()? },
@@ -380,7 +392,7 @@ mod tests {
         };
         vec![
             Ctl::Discover,
-            Ctl::Here { view: 2, coord: B },
+            Ctl::Here { view: 2, coord: B, founder: A, size: 300 },
             Ctl::JoinReq,
             Ctl::LeaveReq { view: 9 },
             Ctl::Prepare {
@@ -401,7 +413,7 @@ mod tests {
             Ctl::Report { ballot: b, view: 6, delivered: vec![], progress: vec![], accepted: None },
             Ctl::Propose { ballot: b, proposal: p },
             Ctl::Ack { ballot: b, view: 7 },
-            Ctl::Install { view: 7, reason: ViewReason::Join, members: vec![B, A] },
+            Ctl::Install { view: 7, reason: ViewReason::Join, members: vec![B, A], founder: A },
             Ctl::Probe { view: 1 },
             Ctl::Excluded { view: 128 },
         ]
@@ -420,15 +432,19 @@ mod tests {
     #[test]
     fn ctl_fixed_bytes() {
         assert_eq!(Ctl::Discover.to_vec(), [0]);
-        assert_eq!(Ctl::Here { view: 2, coord: B }.to_vec(), [1, 2, 0, 0, 0, 2, 0, 0, 0, 3]);
+        assert_eq!(
+            Ctl::Here { view: 2, coord: B, founder: A, size: 300 }.to_vec(),
+            [1, 2, 0, 0, 0, 2, 0, 0, 0, 3, 0, 0, 0, 1, 0, 0, 0, 0, 0xac, 0x02]
+        );
         assert_eq!(Ctl::Excluded { view: 128 }.to_vec(), [10, 0x80, 0x01]);
         assert_eq!(
             Ctl::Ack { ballot: Ballot { n: 1, by: A }, view: 7 }.to_vec(),
             [7, 1, 0, 0, 0, 1, 0, 0, 0, 0, 7]
         );
         assert_eq!(
-            Ctl::Install { view: 3, reason: ViewReason::Leave, members: vec![A] }.to_vec(),
-            [8, 3, 2, 1, 0, 0, 0, 1, 0, 0, 0, 0]
+            Ctl::Install { view: 3, reason: ViewReason::Leave, members: vec![A], founder: B }
+                .to_vec(),
+            [8, 3, 2, 1, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 2, 0, 0, 0, 3]
         );
     }
 

@@ -35,7 +35,10 @@
 //! are dropped (`foreign_dropped`), and all buffers of the old view are released.
 //! Before the first view (or while this member is not in its view) casts go out
 //! `Unseq`: unsequenced, unreliable, passed up by every receiver as they come
-//! (discovery traffic for a membership layer). An unsequenced cast from a member
+//! (discovery traffic for a membership layer). `Down::CastUnreliable` always goes
+//! out `Unseq`, in a view too (`unsequenced_sent`): it is not numbered, kept or
+//! repaired (a membership layer's merge beacon, heard by other groups). An
+//! unsequenced cast from a member
 //! whose sequenced casts in the current view already arrived was sent before that
 //! member installed the view and overtaken: it is dropped (`stale_unseq_dropped`),
 //! so that the layers above see each member's casts of a view as one reliable FIFO
@@ -67,11 +70,11 @@
 //!
 //! # Events generated
 //!
-//! Down: `Cast` (data, digests), `Send` (data, NAKs, retransmissions, acks), `View`
-//! (passed on). `Down::Stable`, `Down::Cut` and `Down::Suspect` are consumed. Up: `Cast`, `Send`, `Progress`.
+//! Down: `Cast` (data, digests; `CastUnreliable` from above as an `Unseq` cast),
+//! `Send` (data, NAKs, retransmissions, acks), `View` (passed on). `Down::Stable`, `Down::Cut` and `Down::Suspect` are consumed. Up: `Cast`, `Send`, `Progress`.
 //! Counters: `naks_sent`, `naks_received`, `retransmissions`, `digests_sent`,
 //! `duplicates_dropped`, `malformed_dropped`, `foreign_dropped`, `other_view_dropped`,
-//! `own_dropped`, `window_dropped`, `delivered`, `unsequenced_received`,
+//! `own_dropped`, `window_dropped`, `delivered`, `unsequenced_sent`, `unsequenced_received`,
 //! `stale_unseq_dropped`; gauges
 //! `buffered_bytes`, `buffered_msgs`, and the high-water mark `buffered_bytes_peak`.
 //!
@@ -835,6 +838,11 @@ impl Layer for Nak {
     fn down(&mut self, ev: Down, ctx: &mut Ctx) {
         match ev {
             Down::Cast(m) => self.cast_down(m, ctx),
+            Down::CastUnreliable(mut m) => {
+                m.push(&NakHdr::Unseq);
+                ctx.count("unsequenced_sent", 1);
+                ctx.down(Down::Cast(m));
+            }
             Down::Send(d, m) => self.send_down(d, m, ctx),
             Down::View(v) => {
                 self.install(&v, ctx);

@@ -445,3 +445,22 @@ fn a_stale_unsequenced_cast_from_a_member_sequencing_in_the_view_is_dropped() {
     h.up(Up::Cast(OUT, wire(NakHdr::Unseq, b"join?")));
     assert_eq!(ups(&mut h), [U::Cast(M3, b"join?".to_vec()), U::Cast(OUT, b"join?".to_vec())]);
 }
+
+#[test]
+fn unreliable_casts_in_a_view_go_out_unsequenced_and_are_not_kept() {
+    let mut h = joined(NakParams::default());
+    h.down(Down::CastUnreliable(app(b"beacon")));
+    h.down(Down::Cast(app(b"a")));
+    assert_eq!(
+        downs(&mut h),
+        [
+            D::Cast(NakHdr::Unseq, b"beacon".to_vec()),
+            // The numbering is untouched: the first sequenced cast is still 0.
+            D::Cast(NakHdr::Data { view: 1, seq: 0 }, b"a".to_vec()),
+        ]
+    );
+    // Not delivered locally, not buffered for repair.
+    assert_eq!(ups(&mut h), [U::Cast(M1, b"a".to_vec())]);
+    assert_eq!(h.counters.get("unsequenced_sent"), 1);
+    assert_eq!(h.counters.get("buffered_msgs"), 1, "only the sequenced cast is kept");
+}

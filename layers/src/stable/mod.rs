@@ -37,7 +37,8 @@
 //! # Events generated
 //!
 //! Down: `Cast` (with a `Data` or `DataVec` header), `Send` (application sends with a
-//! `Data` header, standalone `Gossip`), `View` passed on, `Stable`. Up: `Cast`,
+//! `Data` header, standalone `Gossip`), `CastUnreliable` (with a `Data` header: a
+//! vector riding on it could be lost), `View` passed on, `Stable`. Up: `Cast`,
 //! `Send`, `Stable`, and `Progress`/`View` passed on.
 //! Counters: `gossip_sent`, `piggybacked`, `stable_advanced`, `malformed_dropped`,
 //! `foreign_dropped`.
@@ -255,6 +256,11 @@ impl Layer for Stable {
     fn down(&mut self, ev: Down, ctx: &mut Ctx) {
         match ev {
             Down::Cast(m) => self.cast_down(m, ctx),
+            Down::CastUnreliable(mut m) => {
+                // No piggybacked vector: it could be lost with the message.
+                m.push(&StableHdr::Data);
+                ctx.down(Down::CastUnreliable(m));
+            }
             Down::Send(d, mut m) => {
                 m.push(&StableHdr::Data);
                 ctx.down(Down::Send(d, m));

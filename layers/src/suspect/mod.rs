@@ -27,7 +27,8 @@
 //!
 //! # Events generated
 //!
-//! Down: `Cast` (heartbeats), everything from above with the `Data` tag. Up:
+//! Down: `Cast` (heartbeats), everything from above with the `Data` tag (a
+//! `CastUnreliable` does not count as a cast that spares a heartbeat). Up:
 //! `Suspect(set)`; messages from below without the tag; heartbeats are consumed.
 //! Counters: `heartbeats_sent`, `heartbeats_received`, `suspicions`,
 //! `malformed_dropped`.
@@ -184,6 +185,12 @@ impl Layer for Suspect {
             Down::Send(d, mut m) => {
                 m.push(&SuspectHdr::Data);
                 ctx.down(Down::Send(d, m));
+            }
+            Down::CastUnreliable(mut m) => {
+                // Not a sign of life to rely on (it may be lost): the heartbeat clock
+                // is left alone.
+                m.push(&SuspectHdr::Data);
+                ctx.down(Down::CastUnreliable(m));
             }
             Down::View(v) => {
                 let now = ctx.now();
