@@ -8,7 +8,7 @@
 //! levels off: the growth of each member's RSS over the second half of the run,
 //! after warm-up, against its RSS at half time.
 
-use super::{chart, figures, plan, progress, run_stack, Args, Cell};
+use super::{chart, figures, plan, progress, run_stack, Args};
 use anyhow::{bail, Context, Result};
 use serde_json::{json, Value};
 use std::process::ExitCode;
@@ -145,13 +145,7 @@ pub fn svg(samples: &[Sample], title: &str) -> String {
 pub fn run(args: &Args) -> Result<ExitCode> {
     let o = args.net_opts();
     let (name, net, has_views) = plan(&args.stack, args.members, &o)?;
-    let cell = Cell {
-        stack: args.stack.clone(),
-        members: args.members,
-        size: args.size,
-        seconds: args.seconds,
-        rate: args.rate,
-    };
+    let cell = args.cell(args.members);
     progress(format!(
         "memory of {} `{name}` members over {}, {} B casts for {} s",
         args.members,

@@ -130,6 +130,18 @@ pub struct NetOpts {
 }
 
 impl Args {
+    /// The run of `--stack` with `members` members and the command line's size,
+    /// duration and rate.
+    pub fn cell(&self, members: usize) -> Cell {
+        Cell {
+            stack: self.stack.clone(),
+            members,
+            size: self.size,
+            seconds: self.seconds,
+            rate: self.rate,
+        }
+    }
+
     fn net_opts(&self) -> NetOpts {
         NetOpts {
             group: self.group.clone(),
@@ -400,13 +412,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
     if args.memory {
         return memory::run(&args);
     }
-    let cell = Cell {
-        stack: args.stack.clone(),
-        members: args.members,
-        size: args.size,
-        seconds: args.seconds,
-        rate: args.rate,
-    };
+    let cell = args.cell(args.members);
     let stack = run_cell(&cell, &args.net_opts())?;
     let raw = if args.raw {
         Some(figures(

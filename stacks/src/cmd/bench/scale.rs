@@ -19,7 +19,7 @@
 //!   membership layer (static views), e.g. `stacks/fifo.ron`.
 
 use super::layers::{profiles, simulate};
-use super::{chart, memory, progress, run_cell, Args, Cell};
+use super::{chart, memory, progress, run_cell, Args};
 use crate::proc::{self, mono_ns};
 use anyhow::{bail, Context, Result};
 use hdrhistogram::Histogram;
@@ -81,13 +81,7 @@ pub fn sim_part(stack: &Path, size: usize, messages: u64) -> Result<Vec<Value>> 
 pub fn procs_part(args: &Args) -> Result<Vec<Value>> {
     let mut rows = Vec::new();
     for n in PROC_MEMBERS {
-        let cell = Cell {
-            stack: args.stack.clone(),
-            members: n,
-            size: args.size,
-            seconds: args.seconds,
-            rate: args.rate,
-        };
+        let cell = args.cell(n);
         let f = run_cell(&cell, &args.net_opts())?;
         let per = f["per_member"].as_array().cloned().unwrap_or_default();
         let cpu: f64 = per.iter().map(|p| p["cpu_seconds"].as_f64().unwrap_or(0.0)).sum();
